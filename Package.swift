@@ -1,0 +1,91 @@
+// swift-tools-version:6.2
+// rnm: keeps nftables in lockstep with the live network.
+//
+// Layering (see docs/architecture.md):
+//   RNMCore        pure Swift: model, config, reconcile, plan. Imports no C module and no Glibc.
+//   RNMYAML        libyaml -> RNMCore.YAMLNode tree with marks (the only YAML parser).
+//   RNMNetlink     rtnetlink monitor over libmnl.
+//   RNMFirewall    nftables set transactions over libnftnl + libmnl.
+//   RNMDaemon      event bus, reconciler loop, logging, wiring. Testable on fakes.
+//   rnmd           thin executable.
+import Foundation
+import PackageDescription
+
+let version: String = {
+    // One place for the version: the VERSION file next to this manifest.
+    let here = #filePath.split(separator: "/").dropLast().joined(separator: "/")
+    if let text = try? String(contentsOfFile: "/" + here + "/VERSION", encoding: .utf8) {
+        return text.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+    return "0.0.0"
+}()
+
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "rnm",
+    products: [
+        .executable(name: "rnmd", targets: ["rnmd"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+    ],
+    targets: [
+        // MARK: C libraries
+        .systemLibrary(name: "CMnl", pkgConfig: "libmnl", providers: [.apt(["libmnl-dev"])]),
+        .systemLibrary(name: "CNftnl", pkgConfig: "libnftnl", providers: [.apt(["libnftnl-dev"])]),
+        .systemLibrary(name: "CYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
+        .target(
+            name: "CRNMShims",
+            dependencies: ["CMnl"],
+            cSettings: [.define("_GNU_SOURCE")]
+        ),
+        .target(
+            name: "CRNMVersion",
+            cSettings: [.define("RNM_VERSION", to: "\"\(version)\"")]
+        ),
+
+        // MARK: Pure core
+        .target(name: "RNMCore"),
+
+        // MARK: Shells
+        .target(name: "RNMYAML", dependencies: ["RNMCore", "CYAML", "CRNMShims"]),
+        .target(name: "RNMNetlink", dependencies: ["RNMCore", "CMnl", "CRNMShims"]),
+        .target(name: "RNMFirewall", dependencies: ["RNMCore", "RNMNetlink", "CMnl", "CNftnl"]),
+        .target(
+            name: "RNMDaemon",
+            dependencies: [
+                "RNMCore", "RNMYAML", "RNMNetlink", "RNMFirewall", "CRNMShims", "CRNMVersion",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ]
+        ),
+
+        // MARK: Executables
+        .executableTarget(
+            name: "rnmd",
+            dependencies: [
+                "RNMDaemon",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        // MARK: Tests
+        .testTarget(name: "RNMCoreTests", dependencies: ["RNMCore"]),
+        .testTarget(name: "RNMConfigTests", dependencies: ["RNMCore", "RNMYAML"]),
+        .testTarget(name: "RNMNetlinkTests", dependencies: ["RNMCore", "RNMNetlink"]),
+        .testTarget(name: "RNMDaemonTests", dependencies: ["RNMCore", "RNMDaemon"]),
+    ]
+)
+
+for target in package.targets where target.type != .system {
+    if target.name.hasPrefix("C") { continue }
+    target.swiftSettings = (target.swiftSettings ?? []) + strict
+}

@@ -1,0 +1,21 @@
+#pragma once
+// C shims for what Swift cannot reach directly: libmnl's iteration macros and sysconf-based constants.
+// Every symbol is prefixed RNM_.
+#include <libmnl/libmnl.h>
+#include <stddef.h>
+#include <sys/eventfd.h>
+
+/// Fills tb[type] with each attribute of the message payload after `offset` bytes (later ones win),
+/// for types 0...max; other types are skipped. Wraps the mnl_attr_for_each() macro. Returns the number
+/// of attributes seen, or -1 if the attribute stream is malformed.
+int RNM_mnl_attr_table(const struct nlmsghdr *nlh, unsigned int offset, const struct nlattr **tb, unsigned int max);
+
+/// Same for the attributes nested inside `nested` (mnl_attr_for_each_nested).
+int RNM_mnl_attr_table_nested(const struct nlattr *nested, const struct nlattr **tb, unsigned int max);
+
+/// MNL_SOCKET_BUFFER_SIZE (a macro that calls sysconf).
+size_t RNM_mnl_socket_buffer_size(void);
+
+#include <pthread.h>
+/// pthread_setname_np (needs _GNU_SOURCE, which Swift's Glibc module does not define).
+int RNM_pthread_setname(pthread_t thread, const char *name);

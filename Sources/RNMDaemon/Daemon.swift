@@ -1,0 +1,149 @@
+internal import CRNMVersion
+internal import Glibc
+public import Logging
+import RNMCore
+import RNMFirewall
+import RNMNetlink
+import RNMYAML
+import ServiceLifecycle
+import UnixSignals
+
+/// What `rnmd` was asked to do.
+public struct DaemonOptions: Sendable {
+    public var configPath: String
+    public var logLevel: Logger.Level
+    /// Netlink receive buffer (SO_RCVBUFFORCE).
+    public var netlinkBuffer: Int
+
+    public init(configPath: String, logLevel: Logger.Level = .info, netlinkBuffer: Int = 4 << 20) {
+        self.configPath = configPath
+        self.logLevel = logLevel
+        self.netlinkBuffer = netlinkBuffer
+    }
+}
+
+/// Wiring: config, netlink thread, bus, reconciler, signals. The executable only parses arguments.
+public enum Daemon {
+    public static var version: String { String(cString: rnm_version()) }
+
+    /// `rnmd --check`: validates without touching the kernel. Prints a summary (stdout) or every problem
+    /// (stderr). Returns the exit code: 0 valid, 1 invalid.
+    public static func check(configPath: String) -> Int32 {
+        do {
+            let config = try ConfigLoader.load(path: configPath)
+            let desired = Desired.compute(config: config, observed: ObservedState())
+            print("\(configPath): OK")
+            print("table inet \(config.table): \(config.zones.count) zone(s), \(config.interfaces.count) interface(s)")
+            for name in desired.sets.keys.sorted() {
+                let spec = desired.sets[name]!
+                print("  set \(name) (\(spec.type))")
+            }
+            return 0
+        } catch {
+            for issue in error.issues { writeStderr("\(issue)\n") }
+            return 1
+        }
+    }
+
+    /// Runs in the foreground until SIGTERM/SIGINT. Returns the exit code.
+    public static func run(_ options: DaemonOptions) async -> Int32 {
+        // Until the signal services are up, a stray SIGHUP must not kill us; SIGPIPE never should.
+        signal(SIGHUP, SIG_IGN)
+        signal(SIGPIPE, SIG_IGN)
+        let level = options.logLevel
+        LoggingSystem.bootstrap { StderrLogHandler(label: $0, level: level) }
+        let logger = Logger(label: "rnmd")
+
+        let config: Config
+        do {
+            config = try ConfigLoader.load(path: options.configPath)
+        } catch {
+            logger.critical("invalid config, not starting:\n\(error.description)")
+            return 1
+        }
+        let backend: NftablesBackend
+        let monitor: RouteMonitor
+        do {
+            backend = try NftablesBackend()
+            monitor = try RouteMonitor(receiveBufferSize: options.netlinkBuffer)
+        } catch {
+            logger.critical("cannot open netlink sockets: \(error)")
+            return 1
+        }
+        logger.notice(
+            "rnmd \(version) starting",
+            metadata: [
+                "config": "\(options.configPath)", "table": "inet \(config.table)",
+                "zones": "\(config.zones.joined(separator: ","))", "interfaces": "\(config.interfaces.count)",
+            ])
+
+        let bus = EventBus<DaemonEvent>()
+        startMonitor(monitor, bus: bus)
+
+        let reconciler = Reconciler(
+            config: config, configPath: options.configPath, bus: bus, backend: backend, logger: logger,
+            loadConfig: { path throws(ConfigError) in try ConfigLoader.load(path: path) })
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [reconciler, ReloadOnSignal(bus: bus)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        var code: Int32 = 0
+        do {
+            try await group.run()
+        } catch {
+            logger.critical("stopping on error: \(error)")
+            code = 1
+        }
+        monitor.stop()
+        let c = reconciler.counters
+        logger.notice(
+            "stopped; table inet \(config.table) left as last committed",
+            metadata: ["transactions": "\(c.transactionsOK)", "overruns": "\(c.overruns)"])
+        return code
+    }
+
+    /// The netlink reader on its own thread, feeding the bus (blocking when it is full).
+    private static func startMonitor(_ monitor: RouteMonitor, bus: EventBus<DaemonEvent>) {
+        Threads.detach(name: "rnm-netlink") {
+            do {
+                try monitor.run { output in
+                    switch output {
+                    case .events(let events):
+                        bus.send(.net(events), weight: events.count)
+                    case .snapshot(let links, let addresses, let overrun):
+                        bus.send(.snapshot(links: links, addresses: addresses, overrun: overrun), weight: 1)
+                    }
+                }
+            } catch {
+                bus.send(.monitorFailed("\(error)"), weight: 0)
+            }
+        }
+    }
+}
+
+/// SIGHUP → reload.
+struct ReloadOnSignal: Service {
+    let bus: EventBus<DaemonEvent>
+
+    func run() async {
+        for await _ in await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown() {
+            bus.send(.reload, weight: 0)
+        }
+    }
+}
+
+/// Writes to fd 2 directly (the C `stderr` global is not concurrency-safe to touch from Swift 6).
+func writeStderr(_ text: String) {
+    var bytes = Array(text.utf8)
+    var off = 0
+    while off < bytes.count {
+        let n = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress! + off, $0.count - off) }
+        if n < 0 {
+            if errno == EINTR { continue }
+            return
+        }
+        off += n
+    }
+    bytes.removeAll()
+}

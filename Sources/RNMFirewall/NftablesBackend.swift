@@ -1,0 +1,432 @@
+internal import CMnl
+internal import CNftnl
+internal import Glibc
+public import RNMCore
+internal import RNMNetlink
+import Synchronization
+
+/// An nftables error with the operation, the kernel's errno and which batch messages it refused.
+public struct FirewallError: Error, CustomStringConvertible, Sendable {
+    public var operation: String
+    public var errno: Int32
+    /// Descriptions of the refused messages ("add 3 elements to wan_v4").
+    public var refused: [String]
+    /// The kernel's extended ack text, if any.
+    public var detail: String?
+
+    public init(_ operation: String, errno: Int32, refused: [String] = [], detail: String? = nil) {
+        self.operation = operation
+        self.errno = errno
+        self.refused = refused
+        self.detail = detail
+    }
+
+    public var description: String {
+        var s = "nftables: \(operation)"
+        if !refused.isEmpty { s += " (\(refused.joined(separator: "; ")))" }
+        s += ": \(String(cString: strerror(errno))) (\(errnoName(errno)))"
+        if let d = detail, !d.isEmpty { s += ": \(d)" }
+        return s
+    }
+}
+
+func errnoName(_ e: Int32) -> String {
+    switch e {
+    case EPERM: "EPERM"
+    case ENOENT: "ENOENT"
+    case EEXIST: "EEXIST"
+    case EINVAL: "EINVAL"
+    case EBUSY: "EBUSY"
+    case ENOMEM: "ENOMEM"
+    case ENOSPC: "ENOSPC"
+    case EMSGSIZE: "EMSGSIZE"
+    case ENOBUFS: "ENOBUFS"
+    case EOPNOTSUPP: "EOPNOTSUPP"
+    case ETIMEDOUT: "ETIMEDOUT"
+    case EAGAIN: "EAGAIN"
+    case EPROTO: "EPROTO"
+    default: "errno \(e)"
+    }
+}
+
+/// Commits plans as libnftnl batches over one libmnl socket, and reads our table back.
+///
+/// Every `commit` is exactly one nftables transaction (batch begin … batch end): the kernel applies all of
+/// it or none of it. Every message asks for an acknowledgement, and `commit` returns only when all of them
+/// arrived. Only `inet <table>` is ever named in a message.
+public final class NftablesBackend: FirewallBackend {
+    private let socket: Mutex<MnlSocket>
+    private let pageSize: Int
+    /// Transactions sent (for the daemon's counters and tests).
+    private let sent = Atomic<Int>(0)
+
+    public init() throws {
+        let sock = try MnlSocket(bus: NETLINK_NETFILTER, groups: 0)
+        var one: Int32 = 1
+        // Errors echo only the failing message's header, not its (up to 64 KiB) payload; extended acks on.
+        _ = setsockopt(sock.fd, Int32(SOL_NETLINK), NETLINK_CAP_ACK, &one, socklen_t(4))
+        _ = setsockopt(sock.fd, Int32(SOL_NETLINK), NETLINK_EXT_ACK, &one, socklen_t(4))
+        sock.setReceiveBuffer(4 << 20)
+        socket = Mutex(sock)
+        pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+
+    deinit { socket.withLock { $0.close() } }
+
+    /// Transactions committed by this backend.
+    public var transactions: Int { sent.load(ordering: .relaxed) }
+
+    /// The netlink port id of our socket (the kernel names it in NEWGEN notifications).
+    public var portID: UInt32 { socket.withLock { $0.portID } }
+
+    // MARK: - Commit
+
+    public func commit(_ plan: Plan) throws {
+        guard !plan.isEmpty else { return }
+        try socket.withLock { sock in
+            let batch = try Batch(pageSize: pageSize, firstSequence: sock.nextSequence())
+            batch.build(plan)
+            defer { sock.skipSequences(batch.messageCount) }
+            try batch.send(on: sock)
+        }
+        sent.add(1, ordering: .relaxed)
+    }
+
+    // MARK: - Read back
+
+    public func readBack(table: String) throws -> TableState? {
+        try socket.withLock { sock in
+            guard try tableExists(table, sock) else { return nil }
+            var state = TableState(name: table)
+            for spec in try dumpSets(table, sock) {
+                state.sets[spec.name] = spec
+                state.elements[spec.name] = try dumpElements(table, spec, sock)
+            }
+            return state
+        }
+    }
+
+    private func tableExists(_ table: String, _ sock: MnlSocket) throws -> Bool {
+        var buf = [UInt8](repeating: 0, count: 512)
+        let seq = sock.nextSequence()
+        let len = buf.withUnsafeMutableBytes { raw -> Int in
+            let nlh = nftnl_nlmsg_build_hdr(
+                raw.baseAddress!.assumingMemoryBound(to: CChar.self), UInt16(NFT_MSG_GETTABLE.rawValue),
+                UInt16(NFPROTO_INET), UInt16(NLM_F_ACK), seq)!
+            mnl_attr_put_strz(nlh, UInt16(NFTA_TABLE_NAME.rawValue), table)
+            return Int(nlh.pointee.nlmsg_len)
+        }
+        try sock.send(Array(buf[0..<len]))
+        var found = false
+        try receiveUntilDone(sock, sequence: seq, dump: false) { nlh in
+            if Int32(nlh.pointee.nlmsg_type) & 0xFF == Int32(NFT_MSG_NEWTABLE.rawValue) { found = true }
+        } onError: { e in
+            if e == ENOENT { return }
+            throw FirewallError("read table inet \(table)", errno: e)
+        }
+        return found
+    }
+
+    private func dumpSets(_ table: String, _ sock: MnlSocket) throws -> [SetSpec] {
+        var buf = [UInt8](repeating: 0, count: 512)
+        let seq = sock.nextSequence()
+        let len = buf.withUnsafeMutableBytes { raw -> Int in
+            let nlh = nftnl_nlmsg_build_hdr(
+                raw.baseAddress!.assumingMemoryBound(to: CChar.self), UInt16(NFT_MSG_GETSET.rawValue),
+                UInt16(NFPROTO_INET), UInt16(NLM_F_DUMP | NLM_F_ACK), seq)!
+            mnl_attr_put_strz(nlh, UInt16(NFTA_SET_TABLE.rawValue), table)
+            return Int(nlh.pointee.nlmsg_len)
+        }
+        try sock.send(Array(buf[0..<len]))
+        var specs: [SetSpec] = []
+        try receiveUntilDone(sock, sequence: seq, dump: true) { nlh in
+            var name = ""
+            var tableName = ""
+            var keyType: UInt32 = 0
+            var keyLen: UInt32 = 0
+            var flags: UInt32 = 0
+            Attributes.forEachInNfMessage(nlh) { a in
+                switch Int(Attributes.type(a)) {
+                case Int(NFTA_SET_TABLE.rawValue): tableName = Attributes.string(a)
+                case Int(NFTA_SET_NAME.rawValue): name = Attributes.string(a)
+                case Int(NFTA_SET_KEY_TYPE.rawValue): keyType = Attributes.u32(a) ?? 0
+                case Int(NFTA_SET_KEY_LEN.rawValue): keyLen = Attributes.u32(a) ?? 0
+                case Int(NFTA_SET_FLAGS.rawValue): flags = Attributes.u32(a) ?? 0
+                default: break
+                }
+            }
+            // Anonymous sets belong to rules; they are not ours to manage.
+            guard tableName == table, !name.isEmpty, flags & UInt32(NFT_SET_ANONYMOUS.rawValue) == 0 else { return }
+            specs.append(SetSpec(
+                name: name, type: SetKeyType(nftTypeID: keyType, keyLength: keyLen), flags: SetFlags(rawValue: flags)))
+        } onError: { e in
+            throw FirewallError("list sets of table inet \(table)", errno: e)
+        }
+        return specs
+    }
+
+    private func dumpElements(_ table: String, _ spec: SetSpec, _ sock: MnlSocket) throws -> Set<SetElement> {
+        if case .other = spec.type { return [] }
+        var buf = [UInt8](repeating: 0, count: 1024)
+        let seq = sock.nextSequence()
+        let len = buf.withUnsafeMutableBytes { raw -> Int in
+            let nlh = nftnl_nlmsg_build_hdr(
+                raw.baseAddress!.assumingMemoryBound(to: CChar.self), UInt16(NFT_MSG_GETSETELEM.rawValue),
+                UInt16(NFPROTO_INET), UInt16(NLM_F_DUMP | NLM_F_ACK), seq)!
+            mnl_attr_put_strz(nlh, UInt16(NFTA_SET_ELEM_LIST_TABLE.rawValue), table)
+            mnl_attr_put_strz(nlh, UInt16(NFTA_SET_ELEM_LIST_SET.rawValue), spec.name)
+            return Int(nlh.pointee.nlmsg_len)
+        }
+        try sock.send(Array(buf[0..<len]))
+        var out = Set<SetElement>()
+        try receiveUntilDone(sock, sequence: seq, dump: true) { nlh in
+            Attributes.forEachInNfMessage(nlh) { a in
+                guard Int(Attributes.type(a)) == Int(NFTA_SET_ELEM_LIST_ELEMENTS.rawValue) else { return }
+                Attributes.forEachNested(a) { item in
+                    Attributes.forEachNested(item) { field in
+                        guard Int(Attributes.type(field)) == Int(NFTA_SET_ELEM_KEY.rawValue) else { return }
+                        Attributes.forEachNested(field) { data in
+                            guard Int(Attributes.type(data)) == Int(NFTA_DATA_VALUE.rawValue),
+                                let e = SetElement(keyBytes: Attributes.bytes(data), type: spec.type)
+                            else { return }
+                            out.insert(e)
+                        }
+                    }
+                }
+            }
+        } onError: { e in
+            throw FirewallError("list elements of set \(spec.name)", errno: e)
+        }
+        return out
+    }
+
+    /// Receives replies for `sequence` until NLMSG_DONE (dumps) or the acknowledgement.
+    private func receiveUntilDone(
+        _ sock: MnlSocket, sequence: UInt32, dump: Bool,
+        _ onMessage: (UnsafePointer<nlmsghdr>) throws -> Void,
+        onError: (Int32) throws -> Void
+    ) throws {
+        var buffer = [UInt8](repeating: 0, count: 256 * 1024)
+        while true {
+            let n = try sock.receive(&buffer)
+            var finished = false
+            try buffer.withUnsafeBytes { raw in
+                var len = Int32(n)
+                var nlh = raw.baseAddress!.assumingMemoryBound(to: nlmsghdr.self)
+                while mnl_nlmsg_ok(nlh, len) {
+                    defer { nlh = UnsafePointer(mnl_nlmsg_next(nlh, &len)!) }
+                    guard nlh.pointee.nlmsg_seq == sequence else { continue }  // stale reply to something else
+                    switch Int32(nlh.pointee.nlmsg_type) {
+                    case NLMSG_DONE:
+                        finished = true
+                    case NLMSG_ERROR:
+                        let err = UnsafeRawPointer(mnl_nlmsg_get_payload(nlh))!.loadUnaligned(as: nlmsgerr.self)
+                        if err.error != 0 { try onError(-err.error) }
+                        finished = true
+                    default:
+                        try onMessage(nlh)
+                    }
+                }
+            }
+            if finished { return }
+        }
+    }
+}
+
+/// One transaction being built: batch begin, the plan's messages, batch end.
+private final class Batch {
+    private let batch: OpaquePointer
+    private var sequence: UInt32
+    private let firstSequence: UInt32
+    /// What each acknowledged message does, by sequence number.
+    private var descriptions: [UInt32: String] = [:]
+    private var setID: UInt32 = 0
+
+    init(pageSize: Int, firstSequence: UInt32) throws {
+        // Pages of 32 system pages; each message may run up to 64 KiB past a page (nested attribute limit).
+        guard let b = nftnl_batch_alloc(UInt32(pageSize * 32), UInt32(Int(UInt16.max) + pageSize)) else {
+            throw FirewallError("allocate batch", errno: ENOMEM)
+        }
+        batch = b
+        sequence = firstSequence
+        self.firstSequence = firstSequence
+    }
+
+    deinit { nftnl_batch_free(batch) }
+
+    var messageCount: Int { Int(sequence &- firstSequence) }
+
+    private var cursor: UnsafeMutablePointer<CChar> {
+        nftnl_batch_buffer(batch)!.assumingMemoryBound(to: CChar.self)
+    }
+
+    private func advance() {
+        sequence &+= 1
+        _ = nftnl_batch_update(batch)
+    }
+
+    /// Appends one acknowledged message.
+    private func message(
+        _ type: nf_tables_msg_types, flags: Int32 = 0, _ what: String, _ payload: (UnsafeMutablePointer<nlmsghdr>) -> Void
+    ) {
+        let nlh = nftnl_nlmsg_build_hdr(cursor, UInt16(type.rawValue), UInt16(NFPROTO_INET), UInt16(flags | NLM_F_ACK), sequence)!
+        payload(nlh)
+        descriptions[sequence] = what
+        advance()
+    }
+
+    func build(_ plan: Plan) {
+        _ = nftnl_batch_begin(cursor, sequence)
+        advance()
+        if let old = plan.deleteTable {
+            message(NFT_MSG_DELTABLE, "delete table inet \(old)") { mnl_attr_put_strz($0, UInt16(NFTA_TABLE_NAME.rawValue), old) }
+        }
+        if plan.createTable {
+            message(NFT_MSG_NEWTABLE, flags: NLM_F_CREATE, "create table inet \(plan.table)") {
+                mnl_attr_put_strz($0, UInt16(NFTA_TABLE_NAME.rawValue), plan.table)
+            }
+        }
+        for name in plan.deleteSets {
+            message(NFT_MSG_DELSET, "delete set \(name)") { nlh in
+                mnl_attr_put_strz(nlh, UInt16(NFTA_SET_TABLE.rawValue), plan.table)
+                mnl_attr_put_strz(nlh, UInt16(NFTA_SET_NAME.rawValue), name)
+            }
+        }
+        for spec in plan.createSets {
+            setID += 1
+            let id = setID
+            message(NFT_MSG_NEWSET, flags: NLM_F_CREATE, "create set \(spec.name)") { nlh in
+                let s = nftnl_set_alloc()!
+                defer { nftnl_set_free(s) }
+                nftnl_set_set_str(s, UInt16(NFTNL_SET_TABLE.rawValue), plan.table)
+                nftnl_set_set_str(s, UInt16(NFTNL_SET_NAME.rawValue), spec.name)
+                nftnl_set_set_u32(s, UInt16(NFTNL_SET_FLAGS.rawValue), spec.flags.rawValue)
+                nftnl_set_set_u32(s, UInt16(NFTNL_SET_KEY_TYPE.rawValue), spec.type.nftTypeID)
+                nftnl_set_set_u32(s, UInt16(NFTNL_SET_KEY_LEN.rawValue), spec.type.keyLength)
+                nftnl_set_set_u32(s, UInt16(NFTNL_SET_ID.rawValue), id)
+                // nft's user data: the key's byte order (1 host, 2 big endian), so `nft list` prints keys right.
+                var udata: [UInt8] = [UInt8(NFTNL_UDATA_SET_KEYBYTEORDER.rawValue), 4]
+                let order: UInt32 = spec.type == .ifname ? 1 : 2
+                withUnsafeBytes(of: order) { udata.append(contentsOf: $0) }
+                udata.withUnsafeBytes { _ = nftnl_set_set_data(s, UInt16(NFTNL_SET_USERDATA.rawValue), $0.baseAddress, UInt32($0.count)) }
+                nftnl_set_nlmsg_build_payload(nlh, s)
+            }
+        }
+        for (name, elements) in plan.remove.sorted(by: { $0.key < $1.key }) where !elements.isEmpty {
+            elementMessages(NFT_MSG_DELSETELEM, flags: 0, table: plan.table, set: name, elements, verb: "remove", preposition: "from")
+        }
+        for (name, elements) in plan.add.sorted(by: { $0.key < $1.key }) where !elements.isEmpty {
+            elementMessages(NFT_MSG_NEWSETELEM, flags: NLM_F_CREATE, table: plan.table, set: name, elements, verb: "add", preposition: "to")
+        }
+        _ = nftnl_batch_end(cursor, sequence)
+        advance()
+    }
+
+    /// As many messages as the 64 KiB nested-attribute limit requires; all inside this one transaction.
+    private func elementMessages(
+        _ type: nf_tables_msg_types, flags: Int32, table: String, set: String, _ elements: [SetElement],
+        verb: String, preposition: String
+    ) {
+        let s = nftnl_set_alloc()!
+        defer { nftnl_set_free(s) }
+        nftnl_set_set_str(s, UInt16(NFTNL_SET_TABLE.rawValue), table)
+        nftnl_set_set_str(s, UInt16(NFTNL_SET_NAME.rawValue), set)
+        for e in elements {
+            let el = nftnl_set_elem_alloc()!
+            e.keyBytes.withUnsafeBytes { _ = nftnl_set_elem_set(el, UInt16(NFTNL_SET_ELEM_KEY), $0.baseAddress, UInt32($0.count)) }
+            nftnl_set_elem_add(s, el)
+        }
+        let iter = nftnl_set_elems_iter_create(s)!
+        defer { nftnl_set_elems_iter_destroy(iter) }
+        let what = "\(verb) \(elements.count) element\(elements.count == 1 ? "" : "s") \(preposition) \(set)"
+        var more: Int32 = 1
+        while more > 0 {
+            message(type, flags: flags, what) { nlh in more = nftnl_set_elems_nlmsg_build_payload_iter(nlh, iter) }
+        }
+    }
+
+    /// Sends the batch in one sendmsg and collects one acknowledgement per message.
+    func send(on sock: MnlSocket) throws {
+        let count = nftnl_batch_iovec_len(batch)
+        var iov = [iovec](repeating: iovec(), count: Int(count))
+        iov.withUnsafeMutableBufferPointer { nftnl_batch_iovec(batch, OpaquePointer($0.baseAddress), UInt32(count)) }
+        let total = iov.reduce(0) { $0 + $1.iov_len }
+        // The whole transaction travels in one datagram: make room for it.
+        if total > 200_000 { sock.setSendBuffer(total + 4096) }
+        var addr = sockaddr_nl()
+        addr.nl_family = sa_family_t(AF_NETLINK)
+        let n = iov.withUnsafeMutableBufferPointer { iovs in
+            withUnsafeMutablePointer(to: &addr) { ap in
+                var msg = msghdr()
+                msg.msg_name = UnsafeMutableRawPointer(ap)
+                msg.msg_namelen = socklen_t(MemoryLayout<sockaddr_nl>.size)
+                msg.msg_iov = iovs.baseAddress
+                msg.msg_iovlen = Int(count)
+                while true {
+                    let r = sendmsg(sock.fd, &msg, 0)
+                    if r < 0 && errno == EINTR { continue }
+                    return r
+                }
+            }
+        }
+        guard n == total else { throw FirewallError("send transaction", errno: n < 0 ? errno : EMSGSIZE) }
+        try collectAcks(sock)
+    }
+
+    private func collectAcks(_ sock: MnlSocket) throws {
+        var pending = Set(descriptions.keys)
+        var refused: [String] = []
+        var firstErrno: Int32 = 0
+        var detail: String? = nil
+        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        var waited = false
+        while !pending.isEmpty {
+            // The kernel processes the batch inside sendmsg, so the acks are normally queued already.
+            let n = buffer.withUnsafeMutableBytes { recv(sock.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                if errno == EAGAIN {
+                    if firstErrno != 0 || waited { break }
+                    var p = pollfd(fd: sock.fd, events: Int16(POLLIN), revents: 0)
+                    if poll(&p, 1, 5000) == 0 { waited = true }
+                    continue
+                }
+                throw FirewallError("receive acknowledgements", errno: errno)
+            }
+            buffer.withUnsafeBytes { raw in
+                var len = Int32(n)
+                var nlh = raw.baseAddress!.assumingMemoryBound(to: nlmsghdr.self)
+                while mnl_nlmsg_ok(nlh, len) {
+                    defer { nlh = UnsafePointer(mnl_nlmsg_next(nlh, &len)!) }
+                    guard Int32(nlh.pointee.nlmsg_type) == NLMSG_ERROR else { continue }
+                    let err = UnsafeRawPointer(mnl_nlmsg_get_payload(nlh))!.loadUnaligned(as: nlmsgerr.self)
+                    let seq = err.msg.nlmsg_seq
+                    guard pending.remove(seq) != nil else { continue }
+                    if err.error != 0 {
+                        if firstErrno == 0 { firstErrno = -err.error }
+                        refused.append(descriptions[seq] ?? "message \(seq)")
+                        if detail == nil { detail = Self.extackMessage(nlh) }
+                    }
+                }
+            }
+        }
+        if firstErrno != 0 {
+            throw FirewallError("transaction refused, nothing changed", errno: firstErrno, refused: refused, detail: detail)
+        }
+        if !pending.isEmpty {
+            throw FirewallError("transaction not acknowledged (\(pending.count) of \(descriptions.count) messages)", errno: ETIMEDOUT)
+        }
+    }
+
+    /// NLMSGERR_ATTR_MSG from an extended ack (NETLINK_CAP_ACK: the echoed message is only a header).
+    private static func extackMessage(_ nlh: UnsafePointer<nlmsghdr>) -> String? {
+        guard nlh.pointee.nlmsg_flags & UInt16(NLM_F_ACK_TLVS) != 0 else { return nil }
+        let start = UnsafeRawPointer(mnl_nlmsg_get_payload(nlh))! + Attributes.mnlAlign(MemoryLayout<nlmsgerr>.size)
+        let end = UnsafeRawPointer(nlh) + Int(nlh.pointee.nlmsg_len)
+        var text: String? = nil
+        Attributes.forEach(from: start, to: end) { a in
+            if Int(Attributes.type(a)) == Int(NLMSGERR_ATTR_MSG.rawValue) { text = Attributes.string(a) }
+        }
+        return text
+    }
+}

@@ -1,0 +1,229 @@
+internal import CMnl
+internal import CRNMShims
+internal import Glibc
+public import RNMCore
+import Synchronization
+
+/// What the monitor hands to its sink.
+public enum MonitorOutput: Sendable {
+    /// Incremental changes, in kernel order (one recv's worth at a time).
+    case events([NetEvent])
+    /// A full dump: at start (`overrun == false`) or after the kernel dropped notifications (ENOBUFS).
+    case snapshot(links: [Link], addresses: [Address], overrun: Bool)
+}
+
+/// Errors from the netlink shell, with the failing call and errno.
+public struct NetlinkError: Error, CustomStringConvertible, Sendable {
+    public var operation: String
+    public var errno: Int32
+
+    public init(_ operation: String, errno: Int32) {
+        self.operation = operation
+        self.errno = errno
+    }
+
+    public var description: String { "netlink: \(operation): \(String(cString: strerror(errno))) (errno \(errno))" }
+}
+
+/// Follows links and addresses (IPv4 and IPv6) over rtnetlink with libmnl.
+///
+/// Runs on a dedicated thread (`run` blocks): it subscribes to the link and address groups **before** the
+/// initial dump, hands the dump to the sink as a snapshot, then streams changes. ENOBUFS (the kernel dropped
+/// notifications) triggers a fresh dump. `stop()` may be called from any thread.
+public final class RouteMonitor: Sendable {
+    /// Receive buffer requested with SO_RCVBUFFORCE (falls back to SO_RCVBUF without CAP_NET_ADMIN).
+    public let receiveBufferSize: Int
+    private let wake: Int32
+    private let stopped = Atomic<Bool>(false)
+    private let overrunCount = Atomic<Int>(0)
+
+    public init(receiveBufferSize: Int = 4 << 20) throws {
+        self.receiveBufferSize = receiveBufferSize
+        let fd = eventfd(0, Int32(EFD_CLOEXEC) | Int32(EFD_NONBLOCK))
+        guard fd >= 0 else { throw NetlinkError("eventfd", errno: errno) }
+        wake = fd
+    }
+
+    deinit { close(wake) }
+
+    /// Overruns (ENOBUFS) seen so far.
+    public var overruns: Int { overrunCount.load(ordering: .relaxed) }
+
+    /// Makes `run` return soon. Safe from any thread.
+    public func stop() {
+        stopped.store(true, ordering: .releasing)
+        var one: UInt64 = 1
+        _ = write(wake, &one, 8)
+    }
+
+    /// Blocks until `stop()`; calls `sink` on the calling thread. Throws only if the sockets cannot be set up.
+    public func run(_ sink: (MonitorOutput) -> Void) throws {
+        let groups = UInt32(RTMGRP_LINK) | UInt32(RTMGRP_IPV4_IFADDR) | UInt32(RTMGRP_IPV6_IFADDR)
+        let events = try MnlSocket(bus: NETLINK_ROUTE, groups: groups)
+        defer { events.close() }
+        events.setReceiveBuffer(receiveBufferSize)
+        let dumper = try MnlSocket(bus: NETLINK_ROUTE, groups: 0)
+        defer { dumper.close() }
+        dumper.setReceiveBuffer(receiveBufferSize)
+
+        // Subscribed first, so nothing that happens during the dump is lost: it is queued on `events`.
+        var snap = dumpUntilStable(dumper)
+        if stopped.load(ordering: .acquiring) { return }
+        sink(.snapshot(links: snap.links, addresses: snap.addresses, overrun: false))
+
+        var buffer = [UInt8](repeating: 0, count: 256 * 1024)
+        var fds = [pollfd(fd: events.fd, events: Int16(POLLIN), revents: 0), pollfd(fd: wake, events: Int16(POLLIN), revents: 0)]
+        // Notifications arrive one per datagram; gather what is already queued and hand it over in one go.
+        var pending: [NetEvent] = []
+        while !stopped.load(ordering: .acquiring) {
+            let n = buffer.withUnsafeMutableBytes { recv(events.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            if n > 0 {
+                let parsed = buffer.withUnsafeBytes { RouteMessages.parse(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+                pending.append(contentsOf: parsed.events)
+                if pending.count >= 4096 {
+                    sink(.events(pending))
+                    pending.removeAll(keepingCapacity: true)
+                }
+                continue
+            }
+            if n == 0 { continue }
+            switch errno {
+            case EAGAIN:
+                if !pending.isEmpty {
+                    sink(.events(pending))
+                    pending.removeAll(keepingCapacity: true)
+                    continue
+                }
+                fds[0].revents = 0
+                fds[1].revents = 0
+                _ = poll(&fds, 2, -1)
+            case EINTR:
+                continue
+            case ENOBUFS:
+                // The kernel dropped notifications: our picture is stale. Count it and start over from a dump,
+                // which supersedes whatever was gathered but not yet handed over.
+                overrunCount.add(1, ordering: .relaxed)
+                pending.removeAll(keepingCapacity: true)
+                snap = dumpUntilStable(dumper)
+                if stopped.load(ordering: .acquiring) { return }
+                sink(.snapshot(links: snap.links, addresses: snap.addresses, overrun: true))
+            default:
+                // Unexpected: back off briefly so a persistent error cannot spin a core.
+                var ts = timespec(tv_sec: 0, tv_nsec: 100_000_000)
+                nanosleep(&ts, nil)
+            }
+        }
+    }
+
+    /// Links then addresses; repeated while the kernel marks the dump as interrupted.
+    private func dumpUntilStable(_ sock: MnlSocket) -> (links: [Link], addresses: [Address]) {
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                let (links, li) = try dump(sock, type: UInt16(RTM_GETLINK), headerSize: MemoryLayout<ifinfomsg>.size)
+                let (addresses, ai) = try dump(sock, type: UInt16(RTM_GETADDR), headerSize: MemoryLayout<ifaddrmsg>.size)
+                if (li || ai) && attempt < 10 { continue }
+                var ls: [Link] = []
+                var addrs: [Address] = []
+                for e in links { if case .linkChanged(let l) = e { ls.append(l) } }
+                for e in addresses { if case .addressChanged(let a) = e { addrs.append(a) } }
+                return (ls, addrs)
+            } catch {
+                if stopped.load(ordering: .acquiring) { return ([], []) }
+                var ts = timespec(tv_sec: 0, tv_nsec: 50_000_000)
+                nanosleep(&ts, nil)
+            }
+        }
+    }
+
+    private func dump(_ sock: MnlSocket, type: UInt16, headerSize: Int) throws -> ([NetEvent], Bool) {
+        var req = [UInt8](repeating: 0, count: MemoryLayout<nlmsghdr>.size + headerSize)
+        let seq = sock.nextSequence()
+        req.withUnsafeMutableBytes { raw in
+            let nlh = mnl_nlmsg_put_header(raw.baseAddress)!
+            nlh.pointee.nlmsg_type = type
+            nlh.pointee.nlmsg_flags = UInt16(NLM_F_REQUEST | NLM_F_DUMP)
+            nlh.pointee.nlmsg_seq = seq
+            _ = mnl_nlmsg_put_extra_header(nlh, headerSize)  // zeroed: family AF_UNSPEC = every family
+        }
+        try sock.send(req)
+        var events: [NetEvent] = []
+        var interrupted = false
+        var buffer = [UInt8](repeating: 0, count: 256 * 1024)
+        while true {
+            let n = try sock.receive(&buffer)
+            let parsed = buffer.withUnsafeBytes { RouteMessages.parse(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+            events.append(contentsOf: parsed.events)
+            interrupted = interrupted || parsed.interrupted
+            if let e = parsed.error { throw NetlinkError("dump", errno: -e) }
+            if parsed.done { return (events, interrupted) }
+        }
+    }
+}
+
+/// A libmnl socket with the few operations the shells need. Used by one thread at a time.
+package final class MnlSocket {
+    private let nl: OpaquePointer
+    package let fd: Int32
+    package let portID: UInt32
+    private var seq: UInt32
+
+    package init(bus: Int32, groups: UInt32) throws {
+        guard let nl = mnl_socket_open2(bus, Int32(SOCK_CLOEXEC.rawValue)) else { throw NetlinkError("mnl_socket_open", errno: errno) }
+        guard mnl_socket_bind(nl, groups, pid_t(MNL_SOCKET_AUTOPID)) == 0 else {
+            let e = errno
+            mnl_socket_close(nl)
+            throw NetlinkError("mnl_socket_bind", errno: e)
+        }
+        self.nl = nl
+        fd = mnl_socket_get_fd(nl)
+        portID = mnl_socket_get_portid(nl)
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        seq = UInt32(truncatingIfNeeded: ts.tv_nsec)
+    }
+
+    package func close() { mnl_socket_close(nl) }
+
+    package func nextSequence() -> UInt32 {
+        seq &+= 1
+        return seq
+    }
+
+    /// Marks `n` sequence numbers as used (a batch numbered its messages itself).
+    package func skipSequences(_ n: Int) {
+        seq &+= UInt32(truncatingIfNeeded: n)
+    }
+
+    /// SO_RCVBUFFORCE (needs CAP_NET_ADMIN), else SO_RCVBUF.
+    package func setReceiveBuffer(_ size: Int) {
+        var v = Int32(clamping: size)
+        if setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &v, socklen_t(MemoryLayout<Int32>.size)) != 0 {
+            _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, socklen_t(MemoryLayout<Int32>.size))
+        }
+    }
+
+    /// SO_SNDBUFFORCE, else SO_SNDBUF.
+    package func setSendBuffer(_ size: Int) {
+        var v = Int32(clamping: size)
+        if setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &v, socklen_t(MemoryLayout<Int32>.size)) != 0 {
+            _ = setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, socklen_t(MemoryLayout<Int32>.size))
+        }
+    }
+
+    package func send(_ bytes: [UInt8]) throws {
+        let n = bytes.withUnsafeBytes { mnl_socket_sendto(nl, $0.baseAddress, $0.count) }
+        guard n == bytes.count else { throw NetlinkError("sendto", errno: n < 0 ? errno : EMSGSIZE) }
+    }
+
+    /// Blocking receive; retries EINTR.
+    package func receive(_ buffer: inout [UInt8]) throws -> Int {
+        while true {
+            let n = buffer.withUnsafeMutableBytes { mnl_socket_recvfrom(nl, $0.baseAddress, $0.count) }
+            if n >= 0 { return n }
+            if errno == EINTR { continue }
+            throw NetlinkError("recvfrom", errno: errno)
+        }
+    }
+}
