@@ -68,6 +68,9 @@ let package = Package(
             ]
         ),
 
+        // MARK: Fakes shipped for tests
+        .target(name: "RNMTesting", dependencies: ["RNMCore"]),
+
         // MARK: Executables
         .executableTarget(
             name: "rnmd",
@@ -78,10 +81,10 @@ let package = Package(
         ),
 
         // MARK: Tests
-        .testTarget(name: "RNMCoreTests", dependencies: ["RNMCore"]),
+        .testTarget(name: "RNMCoreTests", dependencies: ["RNMCore", "RNMTesting"]),
         .testTarget(name: "RNMConfigTests", dependencies: ["RNMCore", "RNMYAML"]),
         .testTarget(name: "RNMNetlinkTests", dependencies: ["RNMCore", "RNMNetlink"]),
-        .testTarget(name: "RNMDaemonTests", dependencies: ["RNMCore", "RNMDaemon"]),
+        .testTarget(name: "RNMDaemonTests", dependencies: ["RNMCore", "RNMDaemon", "RNMTesting"]),
     ]
 )
 

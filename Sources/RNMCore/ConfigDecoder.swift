@@ -4,7 +4,12 @@ public enum ConfigDecoder {
     public static func decode(_ root: YAMLNode?, file: String) throws(ConfigError) -> Config {
         let r = NodeReader(file: file)
         let config = decodeRoot(root, r)
-        if !r.issues.isEmpty { throw ConfigError(r.issues) }
+        if !r.issues.isEmpty {
+            // In file order, whichever level of the tree found them.
+            throw ConfigError(r.issues.enumerated().sorted {
+                ($0.element.mark.line, $0.element.mark.column, $0.offset) < ($1.element.mark.line, $1.element.mark.column, $1.offset)
+            }.map(\.element))
+        }
         return config!
     }
 
@@ -23,7 +28,7 @@ public enum ConfigDecoder {
         if let t = fields["table"] {
             if let name = r.string(t, path: "table") {
                 if let p = Names.tableNameProblem(name) {
-                    r.fail(t.mark, "table", p)
+                    r.fail(t.mark, "table", "\(p), got \(YAMLNode.quoted(name))")
                 } else {
                     config.table = name
                 }
@@ -87,19 +92,30 @@ public enum ConfigDecoder {
             if let d = f["dhcp"], let b = r.bool(d, path: path + ".dhcp") { iface.dhcp = b }
             if let a = f["addresses"] {
                 let apath = path + "." + (f.spelling["addresses"] ?? "addresses")
-                if f.spelling["addresses"] == "address" {
-                    // The earlier design's spelling: one address as a scalar.
-                    if let p = r.prefix(a, path: apath) { iface.addresses = [p] }
-                } else if let list = r.sequence(a, path: apath) {
-                    var seenAddr: Set<IPPrefix> = []
-                    for (k, el) in list.enumerated() {
-                        guard let p = r.prefix(el, path: "\(apath)[\(k)]") else { continue }
-                        if !seenAddr.insert(p).inserted {
-                            r.fail(el.mark, "\(apath)[\(k)]", "address \(p) is listed twice")
-                            continue
-                        }
-                        iface.addresses.append(p)
+                var list: [YAMLNode]? = nil
+                var single = false
+                if case .sequence(let items) = a.kind {
+                    list = items
+                } else if f.spelling["addresses"] == "address" {
+                    list = [a]  // the earlier design's spelling: one address as a scalar
+                    single = true
+                } else {
+                    r.fail(a.mark, apath, "expected a list of addresses (e.g. [192.168.1.1/24]), got \(a.kindDescription)")
+                    ok = false
+                }
+                var seenAddr: Set<IPPrefix> = []
+                for (k, el) in (list ?? []).enumerated() {
+                    let epath = single ? apath : "\(apath)[\(k)]"
+                    guard let p = r.prefix(el, path: epath) else {
+                        ok = false
+                        continue
                     }
+                    if !seenAddr.insert(p).inserted {
+                        r.fail(el.mark, epath, "address \(p) is listed twice")
+                        ok = false
+                        continue
+                    }
+                    iface.addresses.append(p)
                 }
             }
             if ok { out.append(iface) }

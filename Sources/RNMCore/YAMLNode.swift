@@ -48,7 +48,8 @@ public struct YAMLNode: Equatable, Sendable {
             case "\t": out += "\\t"
             default:
                 if u.value < 0x20 || u.value == 0x7F {
-                    out += "\\x" + String(u.value, radix: 16)
+                    let hex = String(u.value, radix: 16)
+                    out += "\\x" + (hex.count < 2 ? "0" + hex : hex)
                 } else {
                     out.unicodeScalars.append(u)
                 }

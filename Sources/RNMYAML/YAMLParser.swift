@@ -46,7 +46,7 @@ public enum YAMLParser {
             var event = yaml_event_t()
             while true {
                 guard yaml_parser_parse(&parser, &event) == 1 else {
-                    throw ConfigError([syntaxIssue(parser, file: file)])
+                    throw ConfigError([syntaxIssue(parser, file: file, input: buf)])
                 }
                 defer { yaml_event_delete(&event) }
                 let mark = SourceMark(line: Int(event.start_mark.line) + 1, column: Int(event.start_mark.column) + 1)
@@ -61,8 +61,26 @@ public enum YAMLParser {
         }
     }
 
-    private static func syntaxIssue(_ parser: yaml_parser_t, file: String) -> ConfigIssue {
+    private static func syntaxIssue(_ parser: yaml_parser_t, file: String, input: UnsafeBufferPointer<UInt8>) -> ConfigIssue {
         let problem = parser.problem.map { String(cString: $0) } ?? "unknown problem"
+        if parser.error == YAML_READER_ERROR {
+            // Encoding errors carry a byte offset, not a mark: count lines up to it.
+            let offset = min(Int(parser.problem_offset), input.count)
+            var line = 1
+            var column = 1
+            for b in input[0..<offset] {
+                if b == UInt8(ascii: "\n") {
+                    line += 1
+                    column = 1
+                } else if b & 0xC0 != 0x80 {
+                    column += 1
+                }
+            }
+            var message = "invalid text: \(problem)"
+            if parser.problem_value != -1 { message += " (byte 0x\(String(UInt8(truncatingIfNeeded: parser.problem_value), radix: 16)))" }
+            message += "; a config file must be UTF-8"
+            return ConfigIssue(file: file, mark: SourceMark(line: line, column: column), path: "", message: message)
+        }
         var message = "YAML syntax error: \(problem)"
         if let ctx = parser.context {
             message += " (\(String(cString: ctx)) at \(parser.context_mark.line + 1):\(parser.context_mark.column + 1))"

@@ -1,0 +1,97 @@
+public import RNMCore
+import Synchronization
+
+/// An in-memory `FirewallBackend`: holds one table like the kernel would, applies plans all-or-nothing,
+/// records every transaction, and can be told to refuse the next commits or read-backs.
+public final class RecordingFirewall: FirewallBackend {
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    private struct State {
+        var tables: [String: TableState] = [:]
+        var commits: [Plan] = []
+        var failCommits = 0
+        var failReadBacks = 0
+        var readBacks = 0
+    }
+
+    private let state: Mutex<State>
+
+    public init(tables: [TableState] = []) {
+        var s = State()
+        for t in tables { s.tables[t.name] = t }
+        state = Mutex(s)
+    }
+
+    /// Every committed plan, in order.
+    public var commits: [Plan] { state.withLock { $0.commits } }
+    public var readBacks: Int { state.withLock { $0.readBacks } }
+
+    /// What the "kernel" holds now.
+    public func table(_ name: String) -> TableState? { state.withLock { $0.tables[name] } }
+
+    /// The next `n` commits fail (and change nothing).
+    public func failNextCommits(_ n: Int) { state.withLock { $0.failCommits = n } }
+    public func failNextReadBacks(_ n: Int) { state.withLock { $0.failReadBacks = n } }
+
+    /// Changes the "kernel" behind the daemon's back (drift).
+    public func mutate(_ name: String, _ body: (inout TableState?) -> Void) {
+        state.withLock { body(&$0.tables[name]) }
+    }
+
+    public func readBack(table: String) throws -> TableState? {
+        try state.withLock { s in
+            s.readBacks += 1
+            if s.failReadBacks > 0 {
+                s.failReadBacks -= 1
+                throw Failure(description: "injected read-back failure")
+            }
+            return s.tables[table]
+        }
+    }
+
+    public func commit(_ plan: Plan) throws {
+        try state.withLock { s in
+            if s.failCommits > 0 {
+                s.failCommits -= 1
+                throw Failure(description: "injected commit failure")
+            }
+            // Model the kernel's checks: deleting what is not there fails the whole transaction.
+            var tables = s.tables
+            if let old = plan.deleteTable {
+                guard tables.removeValue(forKey: old) != nil else { throw Failure(description: "no table \(old)") }
+            }
+            var t = tables[plan.table] ?? (plan.createTable ? TableState(name: plan.table) : nil)
+            guard var table = t else { throw Failure(description: "no table \(plan.table)") }
+            for name in plan.deleteSets {
+                guard table.sets.removeValue(forKey: name) != nil else { throw Failure(description: "no set \(name)") }
+                table.elements[name] = nil
+            }
+            for spec in plan.createSets {
+                if let existing = table.sets[spec.name], existing != spec {
+                    throw Failure(description: "set \(spec.name) exists with another type")
+                }
+                table.sets[spec.name] = spec
+                table.elements[spec.name] = table.elements[spec.name] ?? []
+            }
+            for (name, els) in plan.remove {
+                guard table.sets[name] != nil else { throw Failure(description: "no set \(name)") }
+                for e in els {
+                    guard table.elements[name]!.remove(e) != nil else { throw Failure(description: "no element \(e) in \(name)") }
+                }
+            }
+            for (name, els) in plan.add {
+                guard let spec = table.sets[name] else { throw Failure(description: "no set \(name)") }
+                for e in els {
+                    guard e.keyType == spec.type else { throw Failure(description: "wrong type for \(name)") }
+                    table.elements[name]!.insert(e)
+                }
+            }
+            t = table
+            tables[plan.table] = t
+            s.tables = tables
+            s.commits.append(plan)
+        }
+    }
+}

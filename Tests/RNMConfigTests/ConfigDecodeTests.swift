@@ -1,0 +1,141 @@
+import RNMCore
+import RNMYAML
+import Testing
+
+@Suite struct ConfigDecodeTests {
+    @Test func validFull_decodesEverySpelling() throws {
+        let config = try ConfigLoader.load(path: Fixture.path("valid-full.yaml"))
+        #expect(config.table == "edge")
+        #expect(config.interfaces == [
+            InterfaceConfig(name: "eth0", zone: "wan", dhcp: true),
+            InterfaceConfig(name: "eth1", zone: "lan", addresses: [IPPrefix("192.168.1.1/24")!]),
+            InterfaceConfig(name: "wg0", zone: "vpn", addresses: [IPPrefix("10.8.0.1/24")!, IPPrefix("fd00:8::1/64")!]),
+        ])
+        #expect(config.addressPolicy == AddressPolicy(linkLocal: true, deprecated: false, temporary: false))
+        #expect(config.zones == ["wan", "lan", "vpn"])
+    }
+
+    @Test func shippedDefaultConfig_isValid() throws {
+        var parts = #filePath.split(separator: "/", omittingEmptySubsequences: false)
+        parts.removeLast(3)
+        let path = parts.joined(separator: "/") + "/pkg-files/config/default.yaml"
+        let config = try ConfigLoader.load(path: path)
+        #expect(config.table == "rnm")
+        #expect(config.zones == ["wan", "lan"])
+        #expect(config.addressPolicy == AddressPolicy())
+    }
+
+    @Test func defaults_whenOptionalFieldsAreAbsent() throws {
+        let root = try YAMLParser.parse(Array("interfaces:\n  - {name: eth0, zone: wan}\n".utf8), file: "t.yaml")
+        let config = try ConfigDecoder.decode(root, file: "t.yaml")
+        #expect(config == Config(table: "rnm", interfaces: [InterfaceConfig(name: "eth0", zone: "wan")]))
+    }
+
+    @Test func anchorsAndAliases_expand() throws {
+        let text = """
+            interfaces:
+              - &up {name: eth0, zone: wan}
+              - name: eth1
+                zone: &z lan
+              - name: eth2
+                zone: *z
+            """
+        let config = try ConfigDecoder.decode(try YAMLParser.parse(Array(text.utf8), file: "a.yaml"), file: "a.yaml")
+        #expect(config.interfaces.map(\.zone) == ["wan", "lan", "lan"])
+    }
+
+    @Test func marks_pointAtTheNode() throws {
+        let root = try #require(try YAMLParser.parse(Array("a:\n  - x\n  -   y\n".utf8), file: "m.yaml"))
+        guard case .mapping(let pairs) = root.kind, case .sequence(let items) = pairs[0].value.kind else {
+            Issue.record("unexpected shape")
+            return
+        }
+        #expect(pairs[0].key.mark == SourceMark(line: 1, column: 1))
+        #expect(items.map(\.mark) == [SourceMark(line: 2, column: 5), SourceMark(line: 3, column: 7)])
+    }
+
+    @Test func quotedScalars_areStringsNotBooleans() throws {
+        let text = "interfaces:\n  - name: eth0\n    zone: wan\n    dhcp: \"true\"\n"
+        #expect(throws: ConfigError.self) {
+            try ConfigDecoder.decode(try YAMLParser.parse(Array(text.utf8), file: "q.yaml"), file: "q.yaml")
+        }
+    }
+}
+
+@Suite struct YAMLLimitTests {
+    func issue(_ bytes: [UInt8], limits: YAMLLimits = YAMLLimits()) -> String {
+        do {
+            _ = try YAMLParser.parse(bytes, file: "x.yaml", limits: limits)
+            return "(parsed)"
+        } catch {
+            return error.description
+        }
+    }
+
+    @Test func aliasBomb_isRejectedAtTheNodeCap() {
+        // Nine levels of ten-fold aliases: 10^9 nodes if expanded.
+        var text = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
+        for i in 1...9 {
+            text += "a\(i): &a\(i) [" + Array(repeating: "*a\(i - 1)", count: 10).joined(separator: ", ") + "]\n"
+        }
+        let clock = ContinuousClock()
+        var message = ""
+        let took = clock.measure { message = issue(Array(text.utf8)) }
+        #expect(message.contains("more than 100000 nodes (alias bomb?)"), "\(message)")
+        #expect(took < .seconds(2), "took \(took)")
+    }
+
+    @Test func deepNesting_isRejected() {
+        let text = String(repeating: "[", count: 10_000) + String(repeating: "]", count: 10_000)
+        #expect(issue(Array(text.utf8)).contains("nesting is deeper than 64 levels"))
+        let block = (0..<100).map { String(repeating: "  ", count: $0) + "k\($0):" }.joined(separator: "\n") + " v\n"
+        #expect(issue(Array(block.utf8)).contains("nesting is deeper than 64 levels"))
+    }
+
+    @Test func oversizedInput_isRejectedBeforeParsing() {
+        let big = [UInt8](repeating: UInt8(ascii: "#"), count: 10 << 20)
+        #expect(issue(big).contains("the file has 10485760 bytes; a config is at most 1048576 bytes"))
+    }
+
+    @Test func oversizedFile_isRejectedByTheLoader() throws {
+        let path = "/tmp/rnm-config-test-\(getpidValue()).yaml"
+        try writeFile(path, [UInt8](repeating: UInt8(ascii: "#"), count: (1 << 20) + 1))
+        defer { removeFile(path) }
+        #expect(throws: ConfigError.self) { try ConfigLoader.load(path: path) }
+        do {
+            _ = try ConfigLoader.load(path: path)
+        } catch {
+            #expect(error.description == "\(path): the file has 1048577 bytes; a config is at most 1048576 bytes")
+        }
+    }
+
+    @Test func missingFile_namesTheFile() {
+        do {
+            _ = try ConfigLoader.load(path: "/nonexistent/rnm.yaml")
+            Issue.record("loaded a missing file")
+        } catch {
+            #expect(error.description == "/nonexistent/rnm.yaml: cannot open: No such file or directory")
+        }
+    }
+
+    @Test func directory_isNotAConfig() {
+        do {
+            _ = try ConfigLoader.load(path: "/tmp")
+            Issue.record("loaded a directory")
+        } catch {
+            #expect(error.description == "/tmp: not a regular file")
+        }
+    }
+
+    @Test func garbage_isASyntaxErrorNotACrash() {
+        var rng: UInt64 = 12345
+        for _ in 0..<200 {
+            var bytes: [UInt8] = []
+            for _ in 0..<256 {
+                rng = rng &* 6364136223846793005 &+ 1442695040888963407
+                bytes.append(UInt8(truncatingIfNeeded: rng >> 33))
+            }
+            _ = issue(bytes)
+        }
+    }
+}
