@@ -213,7 +213,7 @@ public final class NftablesBackend: FirewallBackend {
             try buffer.withUnsafeBytes { raw in
                 var len = Int32(n)
                 var nlh = raw.baseAddress!.assumingMemoryBound(to: nlmsghdr.self)
-                while mnl_nlmsg_ok(nlh, len) {
+                while RouteMessages.messageFits(UnsafeRawPointer(nlh), len) {
                     defer { nlh = UnsafePointer(mnl_nlmsg_next(nlh, &len)!) }
                     guard nlh.pointee.nlmsg_seq == sequence else { continue }  // stale reply to something else
                     switch Int32(nlh.pointee.nlmsg_type) {
@@ -396,7 +396,7 @@ private final class Batch {
             buffer.withUnsafeBytes { raw in
                 var len = Int32(n)
                 var nlh = raw.baseAddress!.assumingMemoryBound(to: nlmsghdr.self)
-                while mnl_nlmsg_ok(nlh, len) {
+                while RouteMessages.messageFits(UnsafeRawPointer(nlh), len) {
                     defer { nlh = UnsafePointer(mnl_nlmsg_next(nlh, &len)!) }
                     guard Int32(nlh.pointee.nlmsg_type) == NLMSG_ERROR else { continue }
                     let err = UnsafeRawPointer(mnl_nlmsg_get_payload(nlh))!.loadUnaligned(as: nlmsgerr.self)

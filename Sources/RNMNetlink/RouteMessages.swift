@@ -26,12 +26,20 @@ public enum RouteMessages {
         guard let base = buffer.baseAddress else { return result }
         var len = Int32(buffer.count)
         var nlh = UnsafePointer(base.assumingMemoryBound(to: nlmsghdr.self))
-        while mnl_nlmsg_ok(nlh, len) {
+        while messageFits(UnsafeRawPointer(nlh), len) {
             parseOne(nlh, into: &result)
             nlh = UnsafePointer(mnl_nlmsg_next(nlh, &len)!)
         }
         if len > 0 { result.malformed += 1 }
         return result
+    }
+
+    /// mnl_nlmsg_ok() compares the length as a signed int, so a corrupt length ≥ 2³¹ passes it; this does not.
+    package static func messageFits(_ message: UnsafeRawPointer, _ len: Int32) -> Bool {
+        let header = 16  // sizeof(struct nlmsghdr); nlmsg_len is its first field
+        guard Int(len) >= header else { return false }
+        let l = Int(message.loadUnaligned(as: UInt32.self))
+        return l >= header && l <= Int(len)
     }
 
     /// Convenience for tests and fixtures.
