@@ -1,0 +1,246 @@
+import Logging
+@testable import RNMDaemon
+import RNMCore
+import RNMTesting
+import Synchronization
+import Testing
+
+/// The reconciler on fakes: a recording firewall, the real bus, events injected by hand.
+final class Harness: Sendable {
+    let bus = EventBus<DaemonEvent>(capacity: 1000)
+    let firewall: RecordingFirewall
+    let reconciler: Reconciler
+    let nextConfig: ConfigSource
+
+    init(config: Config = Harness.config, kernel: [TableState] = []) {
+        let firewall = RecordingFirewall(tables: kernel)
+        let next = ConfigSource(config)
+        self.firewall = firewall
+        nextConfig = next
+        reconciler = Reconciler(
+            config: config, configPath: "/test/config.yaml", bus: bus, backend: firewall,
+            logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
+            retry: RetryPolicy(initial: .milliseconds(5), maximum: .milliseconds(20)),
+            loadConfig: { _ throws(ConfigError) in try next.get() })
+    }
+
+    static let config = Config(
+        table: "t",
+        interfaces: [InterfaceConfig(name: "eth0", zone: "wan"), InterfaceConfig(name: "eth1", zone: "lan")])
+
+    static func addr(_ index: Int32, _ text: String, _ flags: AddressFlags = .permanent) -> Address {
+        let p = IPPrefix(text)!
+        return Address(key: AddressKey(ifindex: index, address: p.address, prefixLength: p.length), flags: flags)
+    }
+
+    static let links = [Link(index: 2, name: "eth0"), Link(index: 3, name: "eth1")]
+
+    func desired(_ observed: [Address], config: Config = Harness.config) -> TableState {
+        Desired.compute(config: config, observed: ObservedState(links: Harness.links, addresses: observed))
+    }
+
+    func kernel(_ name: String = "t") -> TableState? { firewall.table(name) }
+}
+
+/// What the next reload will "read from disk".
+final class ConfigSource: Sendable {
+    private let value: Mutex<Result<Config, ConfigError>>
+    init(_ config: Config) { value = Mutex(.success(config)) }
+    func set(_ r: Result<Config, ConfigError>) { value.withLock { $0 = r } }
+    func get() throws(ConfigError) -> Config { try value.withLock { $0 }.get() }
+}
+
+/// Polls `condition` until it holds or `timeout` passes.
+func eventually(_ timeout: Duration = .seconds(5), _ condition: () -> Bool) async -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if condition() { return true }
+        try? await Task.sleep(for: .milliseconds(2))
+    }
+    return condition()
+}
+
+/// Runs the reconciler for the duration of `body`, then stops it through the bus and checks it stopped.
+func withRunning(_ h: Harness, _ body: () async throws -> Void) async throws {
+    let task = Task { try await h.reconciler.run() }
+    do {
+        try await body()
+    } catch {
+        h.bus.close()
+        _ = try? await task.value
+        throw error
+    }
+    h.bus.close()
+    try await task.value
+}
+
+@Suite struct ReconcilerTests {
+    @Test func start_readsBackThenWaitsForTheDump_thenCommitsOnce() async throws {
+        // A table left by a previous run, with a stale element and a missing one.
+        var old = Desired.compute(config: Harness.config, observed: ObservedState())
+        old.elements["wan_v4"] = [.ipv4(IPv4Address("203.0.113.1")!)]
+        let h = Harness(kernel: [old])
+        let addrs = [Harness.addr(2, "198.51.100.7/24"), Harness.addr(3, "2001:db8::1/64")]
+        try await withRunning(h) {
+            // Events before the first dump must not be committed: the picture is incomplete.
+            h.bus.send(.net([.addressChanged(addrs[0])]))
+            try await Task.sleep(for: .milliseconds(50))
+            #expect(h.firewall.commits.isEmpty)
+            h.bus.send(.snapshot(links: Harness.links, addresses: addrs, overrun: false))
+            #expect(await eventually { h.kernel() == h.desired(addrs) })
+            #expect(h.firewall.commits.count == 1)
+            #expect(h.firewall.readBacks == 1)
+        }
+    }
+
+    @Test func queuedEvents_areCoalescedIntoOneTransaction() async throws {
+        let h = Harness()
+        var addrs: [Address] = []
+        h.bus.send(.snapshot(links: Harness.links, addresses: [], overrun: false))
+        for i in 0..<200 {
+            let a = Harness.addr(2, "10.0.\(i / 250).\(i % 250 + 1)/16")
+            addrs.append(a)
+            h.bus.send(.net([.addressChanged(a)]))
+        }
+        try await withRunning(h) {
+            #expect(await eventually { h.kernel() == h.desired(addrs) })
+            #expect(h.firewall.commits.count == 1)
+            #expect(h.firewall.commits[0].addedCount == 200 + 2)
+        }
+    }
+
+    @Test func renewsAndReplays_produceNoTransaction() async throws {
+        let h = Harness()
+        let a = Harness.addr(2, "198.51.100.7/24")
+        try await withRunning(h) {
+            h.bus.send(.snapshot(links: Harness.links, addresses: [a], overrun: false))
+            #expect(await eventually { h.firewall.commits.count == 1 })
+            for _ in 0..<100 {
+                h.bus.send(.net([.addressChanged(a)]))
+                h.bus.send(.snapshot(links: Harness.links, addresses: [a], overrun: false))
+                h.bus.send(.net([.linkChanged(Link(index: 2, name: "eth0", isUp: true, operState: .up))]))
+            }
+            h.bus.send(.net([.addressChanged(Harness.addr(3, "10.0.0.1/24"))]))  // a marker that does commit
+            #expect(await eventually { h.firewall.commits.count == 2 })
+            try await Task.sleep(for: .milliseconds(30))
+            #expect(h.firewall.commits.count == 2)
+            #expect(h.reconciler.counters.overruns == 0)
+        }
+    }
+
+    @Test func overrunSnapshot_isCountedAndConverges() async throws {
+        let h = Harness()
+        try await withRunning(h) {
+            h.bus.send(.snapshot(links: Harness.links, addresses: [Harness.addr(2, "198.51.100.7/24")], overrun: false))
+            #expect(await eventually { h.firewall.commits.count == 1 })
+            let after = [Harness.addr(2, "198.51.100.8/24")]
+            h.bus.send(.snapshot(links: Harness.links, addresses: after, overrun: true))
+            #expect(await eventually { h.kernel() == h.desired(after) })
+            #expect(h.reconciler.counters.overruns == 1)
+            #expect(h.reconciler.counters.resyncs == 1)
+            #expect(h.firewall.commits.count == 2)
+        }
+    }
+
+    @Test func failedCommit_isRetriedWithBackoff_afterReadingBack() async throws {
+        let h = Harness()
+        h.firewall.failNextCommits(3)
+        let a = [Harness.addr(2, "198.51.100.7/24")]
+        try await withRunning(h) {
+            h.bus.send(.snapshot(links: Harness.links, addresses: a, overrun: false))
+            #expect(await eventually { h.kernel() == h.desired(a) })
+            #expect(h.reconciler.counters.transactionsFailed == 3)
+            #expect(h.reconciler.counters.transactionsOK == 1)
+            #expect(h.firewall.readBacks == 4)  // start + one per failure
+        }
+    }
+
+    @Test func externalRemoval_makesOurDeleteFail_thenReadBackRepairs() async throws {
+        let h = Harness()
+        let a = Harness.addr(2, "198.51.100.7/24")
+        let b = Harness.addr(2, "198.51.100.8/24")
+        try await withRunning(h) {
+            h.bus.send(.snapshot(links: Harness.links, addresses: [a, b], overrun: false))
+            #expect(await eventually { h.kernel() == h.desired([a, b]) })
+            // Someone deletes our element behind our back; then the address really goes away.
+            h.firewall.mutate("t") { $0!.elements["wan_v4"]!.remove(.ipv4(IPv4Address("198.51.100.7")!)) }
+            h.bus.send(.net([.addressRemoved(a.key), .addressChanged(Harness.addr(2, "198.51.100.9/24"))]))
+            let want = h.desired([b, Harness.addr(2, "198.51.100.9/24")])
+            #expect(await eventually { h.kernel() == want })
+            #expect(h.reconciler.counters.transactionsFailed == 1)
+        }
+    }
+
+    @Test func reload_badConfigKeepsTheOld_goodConfigConvergesInOneTransaction() async throws {
+        let h = Harness()
+        let a = [Harness.addr(2, "198.51.100.7/24"), Harness.addr(3, "10.0.0.1/24")]
+        try await withRunning(h) {
+            h.bus.send(.snapshot(links: Harness.links, addresses: a, overrun: false))
+            #expect(await eventually { h.firewall.commits.count == 1 })
+            let issue = ConfigIssue(file: "/test/config.yaml", mark: SourceMark(line: 3, column: 7), path: "interfaces[0].zone", message: "bad")
+            h.nextConfig.set(.failure(ConfigError([issue])))
+            h.bus.send(.reload, weight: 0)
+            #expect(await eventually { h.reconciler.counters.reloadsFailed == 1 })
+            #expect(h.firewall.commits.count == 1)
+            #expect(h.reconciler.configGeneration == 1)
+
+            var next = Harness.config
+            next.interfaces.append(InterfaceConfig(name: "eth9", zone: "dmz"))
+            next.interfaces[1].zone = "dmz"  // eth1 moves from lan to dmz
+            h.nextConfig.set(.success(next))
+            h.bus.send(.reload, weight: 0)
+            #expect(await eventually { h.kernel() == h.desired(a, config: next) })
+            #expect(h.firewall.commits.count == 2)
+            #expect(h.reconciler.configGeneration == 2)
+
+            // The same config again: no transaction, generation unchanged.
+            h.bus.send(.reload, weight: 0)
+            #expect(await eventually { h.reconciler.counters.reloadsOK == 2 })
+            try await Task.sleep(for: .milliseconds(20))
+            #expect(h.firewall.commits.count == 2)
+            #expect(h.reconciler.configGeneration == 2)
+        }
+    }
+
+    @Test func reload_refusedByTheKernel_revertsToThePreviousConfig() async throws {
+        let h = Harness()
+        let a = [Harness.addr(2, "198.51.100.7/24")]
+        try await withRunning(h) {
+            h.bus.send(.snapshot(links: Harness.links, addresses: a, overrun: false))
+            #expect(await eventually { h.firewall.commits.count == 1 })
+            var next = Harness.config
+            next.interfaces[0].zone = "uplink"
+            h.nextConfig.set(.success(next))
+            h.firewall.failNextCommits(1)
+            h.bus.send(.reload, weight: 0)
+            #expect(await eventually { h.reconciler.counters.reloadsFailed == 1 })
+            try await Task.sleep(for: .milliseconds(50))
+            #expect(h.kernel() == h.desired(a))
+            #expect(h.reconciler.configGeneration == 1)
+            // Later events still follow the old config.
+            let b = a + [Harness.addr(2, "198.51.100.8/24")]
+            h.bus.send(.net([.addressChanged(b[1])]))
+            #expect(await eventually { h.kernel() == h.desired(b) })
+        }
+    }
+
+    @Test func monitorFailure_stopsTheReconcilerWithAnError() async {
+        let h = Harness()
+        let task = Task { try await h.reconciler.run() }
+        h.bus.send(.monitorFailed("boom"), weight: 0)
+        await #expect(throws: ReconcilerError.self) { try await task.value }
+    }
+
+    @Test func closingTheBus_stopsPromptly_evenDuringBackoff() async throws {
+        let h = Harness()
+        h.firewall.failNextCommits(1000)
+        let task = Task { try await h.reconciler.run() }
+        h.bus.send(.snapshot(links: Harness.links, addresses: [Harness.addr(2, "198.51.100.7/24")], overrun: false))
+        #expect(await eventually { h.reconciler.counters.transactionsFailed >= 2 })
+        let started = ContinuousClock.now
+        h.bus.close()
+        task.cancel()
+        try await task.value
+        #expect(ContinuousClock.now - started < .seconds(1))
+    }
+}
