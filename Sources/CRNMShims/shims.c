@@ -29,3 +29,6 @@ int RNM_mnl_attr_table_nested(const struct nlattr *nested, const struct nlattr *
 size_t RNM_mnl_socket_buffer_size(void) { return MNL_SOCKET_BUFFER_SIZE; }
 
 int RNM_pthread_setname(pthread_t thread, const char *name) { return pthread_setname_np(thread, name); }
+
+#include <unistd.h>
+pid_t RNM_gettid(void) { return gettid(); }

@@ -82,7 +82,8 @@ public enum Daemon {
 
         let reconciler = Reconciler(
             config: config, configPath: options.configPath, bus: bus, backend: backend, logger: logger,
-            loadConfig: { path throws(ConfigError) in try ConfigLoader.load(path: path) })
+            loadConfig: { path throws(ConfigError) in try ConfigLoader.load(path: path) },
+            executor: ThreadExecutor(name: "rnmd-reconcile"))
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
                 services: [reconciler, ReloadOnSignal(bus: bus)],

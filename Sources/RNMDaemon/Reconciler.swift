@@ -54,6 +54,7 @@ package final class Reconciler: Service, Sendable {
     private let retry: RetryPolicy
     private let initialConfig: Config
     private let onConverged: @Sendable (Int) -> Void
+    private let executor: ThreadExecutor?
 
     private let shared = Mutex(Shared())
 
@@ -70,8 +71,10 @@ package final class Reconciler: Service, Sendable {
         config: Config, configPath: String, bus: EventBus<DaemonEvent>, backend: any FirewallBackend,
         logger: Logger, retry: RetryPolicy = RetryPolicy(),
         loadConfig: @escaping @Sendable (String) throws(ConfigError) -> Config,
-        onConverged: @escaping @Sendable (Int) -> Void = { _ in }
+        onConverged: @escaping @Sendable (Int) -> Void = { _ in },
+        executor: ThreadExecutor? = nil
     ) {
+        self.executor = executor
         initialConfig = config
         self.configPath = configPath
         self.bus = bus
@@ -87,7 +90,11 @@ package final class Reconciler: Service, Sendable {
 
     package func run() async throws {
         try await withGracefulShutdownHandler {
-            try await loop()
+            if let executor {
+                try await withTaskExecutorPreference(executor) { try await loop() }
+            } else {
+                try await loop()
+            }
         } onGracefulShutdown: {
             self.bus.close()
         }

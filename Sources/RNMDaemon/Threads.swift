@@ -8,6 +8,9 @@ package enum Threads {
         init(_ body: @escaping @Sendable () -> Void) { self.body = body }
     }
 
+    /// The calling thread's kernel id (gettid).
+    package static func currentThreadID() -> Int32 { RNM_gettid() }
+
     /// Starts a detached thread named `name` (at most 15 bytes are kept) running `body`.
     package static func detach(name: String, _ body: @escaping @Sendable () -> Void) {
         let box = Unmanaged.passRetained(Box(body)).toOpaque()

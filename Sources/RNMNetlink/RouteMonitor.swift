@@ -104,6 +104,10 @@ public final class RouteMonitor: Sendable {
                 // which supersedes whatever was gathered but not yet handed over.
                 overrunCount.add(1, ordering: .relaxed)
                 pending.removeAll(keepingCapacity: true)
+                // What is still queued predates the overflow, and the notifications that followed it were
+                // dropped: applied after the dump, it would resurrect stale state (an add whose delete was
+                // lost). Discard it; the dump below covers all of it.
+                discardQueued(events.fd, &buffer)
                 snap = dumpUntilStable(dumper)
                 if stopped.load(ordering: .acquiring) { return }
                 sink(.snapshot(links: snap.links, addresses: snap.addresses, overrun: true))
@@ -111,6 +115,20 @@ public final class RouteMonitor: Sendable {
                 // Unexpected: back off briefly so a persistent error cannot spin a core.
                 var ts = timespec(tv_sec: 0, tv_nsec: 100_000_000)
                 nanosleep(&ts, nil)
+            }
+        }
+    }
+
+    /// Discards what the socket had queued at the overflow: at most a receive buffer's worth of bytes, so a
+    /// storm that keeps going cannot keep us here (anything later is newer than the dump that follows).
+    private func discardQueued(_ fd: Int32, _ buffer: inout [UInt8]) {
+        var budget = 2 * receiveBufferSize + buffer.count
+        while budget > 0 {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            if n > 0 {
+                budget -= n
+            } else if n == 0 || (errno != EINTR && errno != ENOBUFS) {
+                return
             }
         }
     }

@@ -19,3 +19,7 @@ size_t RNM_mnl_socket_buffer_size(void);
 #include <pthread.h>
 /// pthread_setname_np (needs _GNU_SOURCE, which Swift's Glibc module does not define).
 int RNM_pthread_setname(pthread_t thread, const char *name);
+
+#include <sys/types.h>
+/// gettid() (glibc only declares it with _GNU_SOURCE).
+pid_t RNM_gettid(void);

@@ -1,0 +1,64 @@
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from rnmtest import RNMD, Daemon, NetNS, NftMonitor  # noqa: E402
+
+
+def pytest_configure(config):
+    if os.geteuid() != 0:
+        raise pytest.UsageError("the integration tests need root (network namespaces, nftables)")
+    if not os.access(RNMD, os.X_OK):
+        raise pytest.UsageError(f"{RNMD} is not built; run `swift build` or set RNMD")
+
+
+@pytest.fixture
+def ns():
+    n = NetNS()
+    try:
+        yield n
+    finally:
+        n.close()
+
+
+@pytest.fixture
+def ns2():
+    n = NetNS()
+    try:
+        yield n
+    finally:
+        n.close()
+
+
+@pytest.fixture
+def daemons():
+    """Starts daemons for a test; stops every one of them afterwards (SIGTERM, then SIGKILL)."""
+    started = []
+
+    def start(ns, config, **kw):
+        d = Daemon(ns, config, **kw)
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        try:
+            d.stop()
+        except AssertionError:
+            pass
+
+
+@pytest.fixture
+def monitor_factory():
+    started = []
+
+    def start(ns):
+        m = NftMonitor(ns)
+        started.append(m)
+        return m
+
+    yield start
+    for m in started:
+        m.close()
