@@ -82,8 +82,8 @@ let package = Package(
 
         // MARK: Tests
         .testTarget(name: "RNMCoreTests", dependencies: ["RNMCore", "RNMTesting"]),
-        .testTarget(name: "RNMConfigTests", dependencies: ["RNMCore", "RNMYAML"]),
-        .testTarget(name: "RNMNetlinkTests", dependencies: ["RNMCore", "RNMNetlink"]),
+        .testTarget(name: "RNMConfigTests", dependencies: ["RNMCore", "RNMYAML"], exclude: ["Fixtures"]),
+        .testTarget(name: "RNMNetlinkTests", dependencies: ["RNMCore", "RNMNetlink"], exclude: ["Fixtures"]),
         .testTarget(name: "RNMDaemonTests", dependencies: ["RNMCore", "RNMDaemon", "RNMTesting"]),
     ]
 )

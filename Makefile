@@ -1,0 +1,44 @@
+# rnm — see README.md. Every target that needs root says so; all of them install their Debian packages.
+SHELL := /bin/bash
+SWIFT ?= swift
+PYTHON ?= /usr/bin/python3
+
+# Debian packages: C libraries we link, the tools the tests and the demo drive.
+DEB_PACKAGES := pkg-config libmnl-dev libnftnl-dev libnftables-dev libyaml-dev nftables iproute2 procps \
+                python3 python3-pytest
+
+.PHONY: all deps build release demo test unit integration checks bench clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh $(DEB_PACKAGES)
+
+build: deps
+	$(SWIFT) build
+
+release: deps
+	$(SWIFT) build -c release
+
+# Runs rnmd with the default config in a throwaway network namespace; never touches the host's network.
+demo: build
+	scripts/demo.sh .build/debug/rnmd
+
+# Every test: unit tests (pure core, config, netlink codec, reconciler on fakes), the source checks, and the
+# root integration tests, each in its own network namespace against the real kernel.
+test: build checks unit integration
+
+unit:
+	$(SWIFT) test
+
+checks:
+	scripts/check-sources.sh
+
+integration:
+	cd Tests/integration && RNMD=$(CURDIR)/.build/debug/rnmd $(PYTHON) -m pytest -q
+
+bench: release
+	scripts/bench.sh
+
+clean:
+	rm -rf .build
