@@ -32,7 +32,6 @@ let package = Package(
         .executable(name: "rnmd", targets: ["rnmd"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
@@ -74,11 +73,14 @@ let package = Package(
         // MARK: Executables
         .executableTarget(
             name: "rnmd",
-            dependencies: [
-                "RNMDaemon",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
+            dependencies: ["RNMDaemon"],
+            // Link only the Swift runtime libraries the daemon uses: every module's implicit
+            // _StringProcessing import would otherwise map ~1 MiB of regex support into an idle daemon.
+            linkerSettings: [.unsafeFlags(["-Xlinker", "--as-needed"])]
         ),
+
+        // MARK: Benchmarks (in-process parts; see Benchmarks/run.py for the end-to-end ones)
+        .executableTarget(name: "rnm-bench", dependencies: ["RNMCore", "RNMFirewall"], path: "Benchmarks/RNMBench"),
 
         // MARK: Tests
         .testTarget(name: "RNMCoreTests", dependencies: ["RNMCore", "RNMTesting"]),

@@ -104,7 +104,7 @@ public struct ReconcileState: Sendable {
 
     /// The kernel accepted `plan`: it is now the applied state.
     public mutating func committed(_ plan: Plan) {
-        applied = plan.applying(to: applied)
+        plan.apply(to: &applied)
         dirty.removeAll(keepingCapacity: true)
         needsFullDiff = false
     }

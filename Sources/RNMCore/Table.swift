@@ -219,18 +219,29 @@ public struct Plan: Equatable, Sendable, CustomStringConvertible {
 
     /// The state that results from applying this plan to `applied` (what a successful commit leaves).
     public func applying(to applied: TableState?) -> TableState {
-        var state = (applied?.name == table ? applied : nil) ?? TableState(name: table)
+        var state = applied
+        apply(to: &state)
+        return state!
+    }
+
+    /// Applies the plan in place: O(size of the plan) when `state` is uniquely referenced, which is what
+    /// keeps the reconciler's hot path independent of how many elements a set holds.
+    public func apply(to state: inout TableState?) {
+        if state?.name != table { state = TableState(name: table) }
         for s in deleteSets {
-            state.sets[s] = nil
-            state.elements[s] = nil
+            state!.sets[s] = nil
+            state!.elements[s] = nil
         }
         for s in createSets {
-            state.sets[s.name] = s
-            state.elements[s.name] = state.elements[s.name] ?? []
+            state!.sets[s.name] = s
+            if state!.elements[s.name] == nil { state!.elements[s.name] = [] }
         }
-        for (s, els) in remove { state.elements[s]?.subtract(els) }
-        for (s, els) in add { state.elements[s, default: []].formUnion(els) }
-        return state
+        for (s, els) in remove {
+            for e in els { state!.elements[s]?.remove(e) }
+        }
+        for (s, els) in add {
+            for e in els { state!.elements[s, default: []].insert(e) }
+        }
     }
 }
 

@@ -9,7 +9,7 @@ import ServiceLifecycle
 import UnixSignals
 
 /// What `rnmd` was asked to do.
-public struct DaemonOptions: Sendable {
+public struct DaemonOptions: Equatable, Sendable {
     public var configPath: String
     public var logLevel: Logger.Level
     /// Netlink receive buffer (SO_RCVBUFFORCE).

@@ -73,6 +73,12 @@ public final class NftablesBackend: FirewallBackend {
 
     deinit { socket.withLock { $0.close() } }
 
+    /// Every recv on the nftables socket uses this size. The kernel sizes dump messages after the largest
+    /// recv it has seen on a socket (`max_recvmsg_len`), and a set-element dump packs one message's elements
+    /// into a single nested attribute whose length field is 16 bits: with receive buffers much larger than
+    /// 32 KiB, big sets come back with that length wrapped and elements silently cut off. Stay at 32 KiB.
+    static let receiveBufferBytes = 32 * 1024
+
     /// Transactions committed by this backend.
     public var transactions: Int { sent.load(ordering: .relaxed) }
 
@@ -165,7 +171,25 @@ public final class NftablesBackend: FirewallBackend {
         return specs
     }
 
+    /// A set's elements, read until two consecutive dumps agree.
+    ///
+    /// The kernel resumes a set dump by skipping the elements it already sent; if the set's hash table is
+    /// resized in between (it is, right after a large insert), the order changes and a single dump repeats
+    /// some elements and misses others. Seen here on 20,000-element sets. Two equal dumps in a row mean no
+    /// resize happened across them.
     private func dumpElements(_ table: String, _ spec: SetSpec, _ sock: MnlSocket) throws -> Set<SetElement> {
+        var previous = try dumpElementsOnce(table, spec, sock)
+        for _ in 0..<20 {
+            let current = try dumpElementsOnce(table, spec, sock)
+            if current == previous { return current }
+            previous = current
+            var ts = timespec(tv_sec: 0, tv_nsec: 10_000_000)
+            nanosleep(&ts, nil)
+        }
+        throw FirewallError("list elements of set \(spec.name): the kernel's dumps did not settle", errno: EAGAIN)
+    }
+
+    private func dumpElementsOnce(_ table: String, _ spec: SetSpec, _ sock: MnlSocket) throws -> Set<SetElement> {
         if case .other = spec.type { return [] }
         var buf = [UInt8](repeating: 0, count: 1024)
         let seq = sock.nextSequence()
@@ -206,7 +230,7 @@ public final class NftablesBackend: FirewallBackend {
         _ onMessage: (UnsafePointer<nlmsghdr>) throws -> Void,
         onError: (Int32) throws -> Void
     ) throws {
-        var buffer = [UInt8](repeating: 0, count: 256 * 1024)
+        var buffer = [UInt8](repeating: 0, count: Self.receiveBufferBytes)
         while true {
             let n = try sock.receive(&buffer)
             var finished = false
@@ -378,7 +402,7 @@ private final class Batch {
         var refused: [String] = []
         var firstErrno: Int32 = 0
         var detail: String? = nil
-        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        var buffer = [UInt8](repeating: 0, count: NftablesBackend.receiveBufferBytes)
         var waited = false
         while !pending.isEmpty {
             // The kernel processes the batch inside sendmsg, so the acks are normally queued already.

@@ -1,0 +1,80 @@
+public import Logging
+
+/// `rnmd`'s command line. Hand-parsed: the daemon stays free of ArgumentParser, which links
+/// FoundationEssentials (2 MiB of resident memory in a process that otherwise needs none of it).
+public enum DaemonCommand: Equatable, Sendable {
+    case run(DaemonOptions)
+    case check(configPath: String)
+    case version
+    case help
+
+    public static let usage = """
+        USAGE: rnmd [--config PATH] [--check] [--log-level LEVEL] [--netlink-buffer BYTES]
+
+        Keeps the sets of one nftables table in lockstep with the live network.
+        Runs in the foreground. SIGHUP re-reads the config (all or nothing); SIGTERM and SIGINT stop the
+        daemon and leave the table as last committed.
+
+        OPTIONS:
+          --config PATH           The config file (default: /etc/rnm/config.yaml).
+          --check                 Validate the config and exit: 0 valid, 1 invalid. Touches nothing.
+          --log-level LEVEL       trace, debug, info, notice, warning, error or critical (default: info).
+          --netlink-buffer BYTES  Netlink receive buffer (default: 4194304).
+          --version               Print the version.
+          -h, --help              Show this help.
+
+        """
+
+    public struct UsageError: Error, CustomStringConvertible, Equatable {
+        public var description: String
+    }
+
+    /// Parses the arguments after the program name. `--opt value` and `--opt=value` are both accepted.
+    public static func parse(_ arguments: [String]) throws(UsageError) -> DaemonCommand {
+        var options = DaemonOptions(configPath: "/etc/rnm/config.yaml")
+        var check = false
+        var i = 0
+        func value(_ name: String, _ inline: String?) throws(UsageError) -> String {
+            if let inline { return inline }
+            i += 1
+            guard i < arguments.count else { throw UsageError(description: "missing value for \(name)") }
+            return arguments[i]
+        }
+        while i < arguments.count {
+            let arg = arguments[i]
+            var name = arg
+            var inline: String? = nil
+            if arg.hasPrefix("--"), let eq = arg.firstIndex(of: "=") {
+                name = String(arg[..<eq])
+                inline = String(arg[arg.index(after: eq)...])
+            }
+            switch name {
+            case "--config":
+                options.configPath = try value(name, inline)
+                if options.configPath.isEmpty { throw UsageError(description: "--config needs a path") }
+            case "--check":
+                check = true
+            case "--log-level":
+                let v = try value(name, inline)
+                guard let level = Logger.Level(rawValue: v) else {
+                    throw UsageError(description: "--log-level must be one of trace, debug, info, notice, warning, error, critical; got \(v)")
+                }
+                options.logLevel = level
+            case "--netlink-buffer":
+                let v = try value(name, inline)
+                guard let n = Int(v), n >= 4096, n <= 1 << 30 else {
+                    throw UsageError(description: "--netlink-buffer must be a number of bytes from 4096 to 1073741824; got \(v)")
+                }
+                options.netlinkBuffer = n
+            case "--version":
+                return .version
+            case "-h", "--help", "help":
+                return .help
+            default:
+                throw UsageError(description: "unknown argument \(arg)")
+            }
+            i += 1
+        }
+        return check ? .check(configPath: options.configPath) : .run(options)
+    }
+}
