@@ -112,8 +112,8 @@ public enum Daemon {
                     switch output {
                     case .events(let events):
                         bus.send(.net(events), weight: events.count)
-                    case .snapshot(let links, let addresses, let overrun):
-                        bus.send(.snapshot(links: links, addresses: addresses, overrun: overrun), weight: 1)
+                    case .snapshot(let links, let addresses, let overrun, let since):
+                        bus.send(.snapshot(links: links, addresses: addresses, overrun: overrun, since: since), weight: 1)
                     }
                 }
             } catch {

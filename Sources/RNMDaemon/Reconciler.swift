@@ -7,8 +7,8 @@ import Synchronization
 package enum DaemonEvent: Sendable {
     /// Incremental netlink changes.
     case net([NetEvent])
-    /// A full netlink dump (initial, or after an overrun).
-    case snapshot(links: [Link], addresses: [Address], overrun: Bool)
+    /// A full netlink dump (initial, or after an overrun) and when the monitor started it.
+    case snapshot(links: [Link], addresses: [Address], overrun: Bool, since: ContinuousClock.Instant = .now)
     /// Re-read the config file (SIGHUP).
     case reload
     /// The netlink monitor could not run; the daemon cannot do its job.
@@ -110,6 +110,7 @@ package final class Reconciler: Service, Sendable {
         var haveSnapshot = false
         var failures = 0
         var revertTo: Config? = nil
+        var resyncStarted: ContinuousClock.Instant? = nil
 
         while true {
             // After a failed commit: wait out the back-off, then take whatever arrived meanwhile.
@@ -129,15 +130,19 @@ package final class Reconciler: Service, Sendable {
                 case .net(let events):
                     count { $0.netEvents += events.count }
                     for e in events { state.apply(e) }
-                case .snapshot(let links, let addresses, let overrun):
+                case .snapshot(let links, let addresses, let overrun, let since):
                     if overrun {
                         count {
                             $0.overruns += 1
                             $0.resyncs += 1
                         }
+                        resyncStarted = since
                         logger.warning(
-                            "netlink overrun: the kernel dropped notifications; resynchronised from a full dump",
-                            metadata: ["links": "\(links.count)", "addresses": "\(addresses.count)"])
+                            "netlink overrun: the kernel dropped notifications; resynchronising from a full dump",
+                            metadata: [
+                                "links": "\(links.count)", "addresses": "\(addresses.count)",
+                                "dump_ms": "\(Self.ms(ContinuousClock.now - since))",
+                            ])
                     }
                     state.apply(.snapshot(links: links, addresses: addresses))
                     haveSnapshot = true
@@ -155,6 +160,10 @@ package final class Reconciler: Service, Sendable {
             if plan.isEmpty {
                 failures = 0
                 revertTo = nil
+                if let t = resyncStarted {
+                    logger.notice("resync done, nothing to change", metadata: ["total_ms": "\(Self.ms(ContinuousClock.now - t))"])
+                    resyncStarted = nil
+                }
                 markConverged(0)
                 continue
             }
@@ -175,6 +184,16 @@ package final class Reconciler: Service, Sendable {
                         "sets": "\(plan.touchedSets.joined(separator: ","))",
                         "took_us": "\((ContinuousClock.now - started).microseconds)",
                     ])
+                if let t = resyncStarted {
+                    // From the overrun to the kernel's acknowledgement: drain, dump, rebuild, diff, commit.
+                    logger.notice(
+                        "resync committed",
+                        metadata: [
+                            "total_ms": "\(Self.ms(ContinuousClock.now - t))", "added": "\(plan.addedCount)",
+                            "removed": "\(plan.removedCount)",
+                        ])
+                    resyncStarted = nil
+                }
                 markConverged(total)
             } catch {
                 failures += 1
@@ -192,6 +211,11 @@ package final class Reconciler: Service, Sendable {
                 }
             }
         }
+    }
+
+    static func ms(_ d: Duration) -> String {
+        let us = d.microseconds
+        return "\(us / 1000).\(String(repeating: "0", count: 3 - String(us % 1000).count))\(us % 1000)"
     }
 
     private func markConverged(_ transactions: Int) {

@@ -9,7 +9,8 @@ public enum MonitorOutput: Sendable {
     /// Incremental changes, in kernel order (one recv's worth at a time).
     case events([NetEvent])
     /// A full dump: at start (`overrun == false`) or after the kernel dropped notifications (ENOBUFS).
-    case snapshot(links: [Link], addresses: [Address], overrun: Bool)
+    /// `since` is when the monitor noticed the overrun (or started), so the reconciler can time the resync.
+    case snapshot(links: [Link], addresses: [Address], overrun: Bool, since: ContinuousClock.Instant)
 }
 
 /// Errors from the netlink shell, with the failing call and errno.
@@ -67,9 +68,10 @@ public final class RouteMonitor: Sendable {
         dumper.setReceiveBuffer(receiveBufferSize)
 
         // Subscribed first, so nothing that happens during the dump is lost: it is queued on `events`.
+        var started = ContinuousClock.now  // when the current dump was asked for
         var snap = dumpUntilStable(dumper)
         if stopped.load(ordering: .acquiring) { return }
-        sink(.snapshot(links: snap.links, addresses: snap.addresses, overrun: false))
+        sink(.snapshot(links: snap.links, addresses: snap.addresses, overrun: false, since: started))
 
         var buffer = [UInt8](repeating: 0, count: 256 * 1024)
         var fds = [pollfd(fd: events.fd, events: Int16(POLLIN), revents: 0), pollfd(fd: wake, events: Int16(POLLIN), revents: 0)]
@@ -102,6 +104,7 @@ public final class RouteMonitor: Sendable {
             case ENOBUFS:
                 // The kernel dropped notifications: our picture is stale. Count it and start over from a dump,
                 // which supersedes whatever was gathered but not yet handed over.
+                started = ContinuousClock.now
                 overrunCount.add(1, ordering: .relaxed)
                 pending.removeAll(keepingCapacity: true)
                 // What is still queued predates the overflow, and the notifications that followed it were
@@ -110,7 +113,7 @@ public final class RouteMonitor: Sendable {
                 discardQueued(events.fd, &buffer)
                 snap = dumpUntilStable(dumper)
                 if stopped.load(ordering: .acquiring) { return }
-                sink(.snapshot(links: snap.links, addresses: snap.addresses, overrun: true))
+                sink(.snapshot(links: snap.links, addresses: snap.addresses, overrun: true, since: started))
             default:
                 // Unexpected: back off briefly so a persistent error cannot spin a core.
                 var ts = timespec(tv_sec: 0, tv_nsec: 100_000_000)
