@@ -27,6 +27,7 @@ public enum DaemonCommand: Equatable, Sendable {
 
     public struct UsageError: Error, CustomStringConvertible, Equatable {
         public var description: String
+        public init(description: String) { self.description = description }
     }
 
     /// Parses the arguments after the program name. `--opt value` and `--opt=value` are both accepted.

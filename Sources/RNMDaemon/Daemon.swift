@@ -1,12 +1,12 @@
 internal import CRNMVersion
 internal import Glibc
 public import Logging
-import RNMCore
+package import RNMCore
 import RNMFirewall
 import RNMNetlink
 import RNMYAML
 import ServiceLifecycle
-import UnixSignals
+package import UnixSignals
 
 /// What `rnmd` was asked to do.
 public struct DaemonOptions: Equatable, Sendable {
@@ -77,35 +77,49 @@ public enum Daemon {
                 "zones": "\(config.zones.joined(separator: ","))", "interfaces": "\(config.interfaces.count)",
             ])
 
-        let bus = EventBus<DaemonEvent>()
-        startMonitor(monitor, bus: bus)
-
-        let reconciler = Reconciler(
-            config: config, configPath: options.configPath, bus: bus, backend: backend, logger: logger,
+        let result = await serve(
+            config: config, configPath: options.configPath, monitor: monitor, backend: backend, logger: logger,
             loadConfig: { path throws(ConfigError) in try ConfigLoader.load(path: path) },
             executor: ThreadExecutor(name: "rnmd-reconcile"))
+        logger.notice(
+            "stopped; table inet \(config.table) left as last committed",
+            metadata: ["transactions": "\(result.counters.transactionsOK)", "overruns": "\(result.counters.overruns)"])
+        return result.code
+    }
+
+    /// The daemon proper, on whatever monitor and backend it is given: monitor thread → bus → reconciler,
+    /// plus SIGHUP reloads, until a shutdown signal (or cancellation). Returns the exit code and the counters.
+    package static func serve(
+        config: Config, configPath: String, monitor: any AddressMonitor, backend: any FirewallBackend,
+        logger: Logger, loadConfig: @escaping @Sendable (String) throws(ConfigError) -> Config,
+        executor: ThreadExecutor? = nil, shutdownSignals: [UnixSignal] = [.sigterm, .sigint],
+        onConverged: @escaping @Sendable (Int) -> Void = { _ in }
+    ) async -> (code: Int32, counters: Counters) {
+        let bus = EventBus<DaemonEvent>()
+        startMonitor(monitor, bus: bus)
+        let reconciler = Reconciler(
+            config: config, configPath: configPath, bus: bus, backend: backend, logger: logger,
+            loadConfig: loadConfig, onConverged: onConverged, executor: executor)
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
                 services: [reconciler, ReloadOnSignal(bus: bus)],
-                gracefulShutdownSignals: [.sigterm, .sigint],
+                gracefulShutdownSignals: shutdownSignals,
                 logger: logger))
         var code: Int32 = 0
         do {
             try await group.run()
+        } catch is CancellationError {
         } catch {
             logger.critical("stopping on error: \(error)")
             code = 1
         }
         monitor.stop()
-        let c = reconciler.counters
-        logger.notice(
-            "stopped; table inet \(config.table) left as last committed",
-            metadata: ["transactions": "\(c.transactionsOK)", "overruns": "\(c.overruns)"])
-        return code
+        bus.close()
+        return (code, reconciler.counters)
     }
 
-    /// The netlink reader on its own thread, feeding the bus (blocking when it is full).
-    private static func startMonitor(_ monitor: RouteMonitor, bus: EventBus<DaemonEvent>) {
+    /// The monitor on its own thread, feeding the bus (blocking when it is full).
+    private static func startMonitor(_ monitor: any AddressMonitor, bus: EventBus<DaemonEvent>) {
         Threads.detach(name: "rnm-netlink") {
             do {
                 try monitor.run { output in

@@ -4,15 +4,6 @@ internal import Glibc
 public import RNMCore
 import Synchronization
 
-/// What the monitor hands to its sink.
-public enum MonitorOutput: Sendable {
-    /// Incremental changes, in kernel order (one recv's worth at a time).
-    case events([NetEvent])
-    /// A full dump: at start (`overrun == false`) or after the kernel dropped notifications (ENOBUFS).
-    /// `since` is when the monitor noticed the overrun (or started), so the reconciler can time the resync.
-    case snapshot(links: [Link], addresses: [Address], overrun: Bool, since: ContinuousClock.Instant)
-}
-
 /// Errors from the netlink shell, with the failing call and errno.
 public struct NetlinkError: Error, CustomStringConvertible, Sendable {
     public var operation: String
@@ -31,7 +22,7 @@ public struct NetlinkError: Error, CustomStringConvertible, Sendable {
 /// Runs on a dedicated thread (`run` blocks): it subscribes to the link and address groups **before** the
 /// initial dump, hands the dump to the sink as a snapshot, then streams changes. ENOBUFS (the kernel dropped
 /// notifications) triggers a fresh dump. `stop()` may be called from any thread.
-public final class RouteMonitor: Sendable {
+public final class RouteMonitor: AddressMonitor {
     /// Receive buffer requested with SO_RCVBUFFORCE (falls back to SO_RCVBUF without CAP_NET_ADMIN).
     public let receiveBufferSize: Int
     private let wake: Int32

@@ -244,3 +244,41 @@ func withRunning(_ h: Harness, _ body: () async throws -> Void) async throws {
         #expect(ContinuousClock.now - started < .seconds(1))
     }
 }
+
+/// The whole daemon wiring (monitor thread → bus → reconciler → backend, ServiceGroup) on fakes.
+@Suite struct DaemonWiringTests {
+    static let logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+
+    @Test func scriptedMonitor_drivesTheRealWiring_andCancellationStopsIt() async throws {
+        let monitor = ScriptedMonitor(initial: [
+            .snapshot(links: Harness.links, addresses: [Harness.addr(2, "198.51.100.7/24")], overrun: false, since: .now)
+        ])
+        let firewall = RecordingFirewall()
+        let task = Task {
+            await Daemon.serve(
+                config: Harness.config, configPath: "/t.yaml", monitor: monitor, backend: firewall, logger: Self.logger,
+                loadConfig: { _ throws(ConfigError) in Harness.config }, shutdownSignals: [])
+        }
+        #expect(await eventually { firewall.commits.count == 1 })
+        monitor.emit(.events([.addressChanged(Harness.addr(3, "10.0.0.1/24"))]))
+        monitor.emit(.snapshot(links: Harness.links, addresses: [Harness.addr(3, "10.0.0.1/24")], overrun: true, since: .now))
+        let want = Desired.compute(
+            config: Harness.config,
+            observed: ObservedState(links: Harness.links, addresses: [Harness.addr(3, "10.0.0.1/24")]))
+        #expect(await eventually { firewall.table("t") == want })
+        task.cancel()
+        let (code, counters) = await task.value
+        #expect(code == 0)
+        #expect(counters.overruns == 1 && counters.resyncs == 1)
+        #expect(counters.transactionsOK == firewall.commits.count)
+    }
+
+    @Test func monitorThatCannotRun_makesTheDaemonExit1() async {
+        let monitor = ScriptedMonitor()
+        monitor.fail("cannot open socket")
+        let result = await Daemon.serve(
+            config: Harness.config, configPath: "/t.yaml", monitor: monitor, backend: RecordingFirewall(),
+            logger: Self.logger, loadConfig: { _ throws(ConfigError) in Harness.config }, shutdownSignals: [])
+        #expect(result.code == 1)
+    }
+}
