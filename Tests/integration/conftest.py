@@ -33,12 +33,13 @@ def ns2():
 
 
 @pytest.fixture
-def daemons():
-    """Starts daemons for a test; stops every one of them afterwards (SIGTERM, then SIGKILL)."""
+def daemons(tmp_path):
+    """Starts daemons for a test (config and log under the test's tmp_path, which pytest keeps for the last
+    few runs); stops every one of them afterwards (SIGTERM, then SIGKILL)."""
     started = []
 
     def start(ns, config, **kw):
-        d = Daemon(ns, config, **kw)
+        d = Daemon(ns, config, workdir=str(tmp_path), **kw)
         started.append(d)
         return d
 

@@ -187,11 +187,11 @@ def yaml_dump(config):
 class Daemon:
     """rnmd running in a namespace, its stderr captured to a file."""
 
-    def __init__(self, ns, config, extra_args=(), wait=True):
+    def __init__(self, ns, config, extra_args=(), wait=True, workdir=None):
         self.ns = ns
         self.config = config
         self.table = config.get("table", "rnm")
-        self.dir = tempfile.mkdtemp(prefix="rnm-it-")
+        self.dir = tempfile.mkdtemp(prefix="rnmd-", dir=workdir)
         self.config_path = os.path.join(self.dir, "config.yaml")
         self.write_config(config)
         self.log_path = os.path.join(self.dir, "rnmd.log")
