@@ -77,6 +77,12 @@ public struct ReconcileState: Sendable {
         return TableState(name: config.table, sets: specs, elements: elements)
     }
 
+    /// Configured interfaces that no link currently carries the name of, in config order.
+    public var absentInterfaces: [InterfaceConfig] {
+        let present = Set(observed.links.values.map(\.name))
+        return config.interfaces.filter { !present.contains($0.name) }
+    }
+
     /// Number of desired elements in a set (O(1)).
     public func desiredCount(of set: String) -> Int { counts[set]?.count ?? 0 }
 

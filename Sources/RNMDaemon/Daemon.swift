@@ -149,11 +149,14 @@ struct ReloadOnSignal: Service {
 }
 
 /// Writes to fd 2 directly (the C `stderr` global is not concurrency-safe to touch from Swift 6).
-func writeStderr(_ text: String) {
+func writeStderr(_ text: String) { writeAll(2, text) }
+
+/// Writes all of `text` to `fd`, retrying short writes and EINTR; gives up silently on other errors.
+func writeAll(_ fd: Int32, _ text: String) {
     var bytes = Array(text.utf8)
     var off = 0
     while off < bytes.count {
-        let n = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress! + off, $0.count - off) }
+        let n = bytes.withUnsafeMutableBytes { write(fd, $0.baseAddress! + off, $0.count - off) }
         if n < 0 {
             if errno == EINTR { continue }
             return

@@ -145,6 +145,11 @@ package final class Reconciler: Service, Sendable {
                             ])
                     }
                     state.apply(.snapshot(links: links, addresses: addresses))
+                    if !haveSnapshot {
+                        for iface in state.absentInterfaces {
+                            logger.notice("interface \(iface.name) (zone \(iface.zone)) is not present; waiting for it")
+                        }
+                    }
                     haveSnapshot = true
                 case .reload:
                     if let previous = reload(&state) { revertTo = previous }

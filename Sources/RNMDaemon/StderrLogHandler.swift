@@ -53,19 +53,7 @@ public struct StderrLogHandler: LogHandler {
                 out += "\(Self.timestamp()) \(event.level): \(line)\n"
             }
         }
-        Self.writeLock.withLock { _ in
-            var bytes = Array(out.utf8)
-            var off = 0
-            while off < bytes.count {
-                let n = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress! + off, $0.count - off) }
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    return
-                }
-                off += n
-            }
-            bytes.removeAll()
-        }
+        Self.writeLock.withLock { _ in writeAll(2, out) }
     }
 
     private static func render(_ v: Logger.Metadata.Value) -> String {

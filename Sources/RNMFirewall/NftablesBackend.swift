@@ -112,17 +112,26 @@ public final class NftablesBackend: FirewallBackend {
         }
     }
 
-    private func tableExists(_ table: String, _ sock: MnlSocket) throws -> Bool {
-        var buf = [UInt8](repeating: 0, count: 512)
+    /// Sends one request (family inet) with string attributes; returns its sequence number.
+    private func request(
+        _ type: nf_tables_msg_types, dump: Bool, _ attributes: [(UInt16, String)], _ sock: MnlSocket
+    ) throws -> UInt32 {
+        var buf = [UInt8](repeating: 0, count: 1024)
         let seq = sock.nextSequence()
+        let flags = dump ? NLM_F_DUMP | NLM_F_ACK : NLM_F_ACK
         let len = buf.withUnsafeMutableBytes { raw -> Int in
             let nlh = nftnl_nlmsg_build_hdr(
-                raw.baseAddress!.assumingMemoryBound(to: CChar.self), UInt16(NFT_MSG_GETTABLE.rawValue),
-                UInt16(NFPROTO_INET), UInt16(NLM_F_ACK), seq)!
-            mnl_attr_put_strz(nlh, UInt16(NFTA_TABLE_NAME.rawValue), table)
+                raw.baseAddress!.assumingMemoryBound(to: CChar.self), UInt16(type.rawValue), UInt16(NFPROTO_INET),
+                UInt16(flags), seq)!
+            for (attr, value) in attributes { mnl_attr_put_strz(nlh, attr, value) }
             return Int(nlh.pointee.nlmsg_len)
         }
         try sock.send(Array(buf[0..<len]))
+        return seq
+    }
+
+    private func tableExists(_ table: String, _ sock: MnlSocket) throws -> Bool {
+        let seq = try request(NFT_MSG_GETTABLE, dump: false, [(UInt16(NFTA_TABLE_NAME.rawValue), table)], sock)
         var found = false
         try receiveUntilDone(sock, sequence: seq, dump: false) { nlh in
             if Int32(nlh.pointee.nlmsg_type) & 0xFF == Int32(NFT_MSG_NEWTABLE.rawValue) { found = true }
@@ -134,16 +143,7 @@ public final class NftablesBackend: FirewallBackend {
     }
 
     private func dumpSets(_ table: String, _ sock: MnlSocket) throws -> [SetSpec] {
-        var buf = [UInt8](repeating: 0, count: 512)
-        let seq = sock.nextSequence()
-        let len = buf.withUnsafeMutableBytes { raw -> Int in
-            let nlh = nftnl_nlmsg_build_hdr(
-                raw.baseAddress!.assumingMemoryBound(to: CChar.self), UInt16(NFT_MSG_GETSET.rawValue),
-                UInt16(NFPROTO_INET), UInt16(NLM_F_DUMP | NLM_F_ACK), seq)!
-            mnl_attr_put_strz(nlh, UInt16(NFTA_SET_TABLE.rawValue), table)
-            return Int(nlh.pointee.nlmsg_len)
-        }
-        try sock.send(Array(buf[0..<len]))
+        let seq = try request(NFT_MSG_GETSET, dump: true, [(UInt16(NFTA_SET_TABLE.rawValue), table)], sock)
         var specs: [SetSpec] = []
         try receiveUntilDone(sock, sequence: seq, dump: true) { nlh in
             var name = ""
@@ -191,17 +191,10 @@ public final class NftablesBackend: FirewallBackend {
 
     private func dumpElementsOnce(_ table: String, _ spec: SetSpec, _ sock: MnlSocket) throws -> Set<SetElement> {
         if case .other = spec.type { return [] }
-        var buf = [UInt8](repeating: 0, count: 1024)
-        let seq = sock.nextSequence()
-        let len = buf.withUnsafeMutableBytes { raw -> Int in
-            let nlh = nftnl_nlmsg_build_hdr(
-                raw.baseAddress!.assumingMemoryBound(to: CChar.self), UInt16(NFT_MSG_GETSETELEM.rawValue),
-                UInt16(NFPROTO_INET), UInt16(NLM_F_DUMP | NLM_F_ACK), seq)!
-            mnl_attr_put_strz(nlh, UInt16(NFTA_SET_ELEM_LIST_TABLE.rawValue), table)
-            mnl_attr_put_strz(nlh, UInt16(NFTA_SET_ELEM_LIST_SET.rawValue), spec.name)
-            return Int(nlh.pointee.nlmsg_len)
-        }
-        try sock.send(Array(buf[0..<len]))
+        let seq = try request(
+            NFT_MSG_GETSETELEM, dump: true,
+            [(UInt16(NFTA_SET_ELEM_LIST_TABLE.rawValue), table), (UInt16(NFTA_SET_ELEM_LIST_SET.rawValue), spec.name)],
+            sock)
         var out = Set<SetElement>()
         try receiveUntilDone(sock, sequence: seq, dump: true) { nlh in
             Attributes.forEachInNfMessage(nlh) { a in

@@ -172,3 +172,14 @@ import Testing
         #expect(s.plan().isEmpty)
     }
 }
+
+@Suite struct AbsentInterfaceTests {
+    @Test func absentInterfaces_followTheLinks() {
+        var s = F.converged(links: [F.link(2, "eth0")])
+        #expect(s.absentInterfaces.map(\.name) == ["eth1", "eth2"])
+        s.apply(.linkChanged(F.link(5, "eth2")))
+        #expect(s.absentInterfaces.map(\.name) == ["eth1"])
+        s.apply(.linkRemoved(index: 2))
+        #expect(s.absentInterfaces.map(\.name) == ["eth0", "eth1"])
+    }
+}

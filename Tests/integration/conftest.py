@@ -14,8 +14,7 @@ def pytest_configure(config):
         raise pytest.UsageError(f"{RNMD} is not built; run `swift build` or set RNMD")
 
 
-@pytest.fixture
-def ns():
+def _namespace():
     n = NetNS()
     try:
         yield n
@@ -23,13 +22,9 @@ def ns():
         n.close()
 
 
-@pytest.fixture
-def ns2():
-    n = NetNS()
-    try:
-        yield n
-    finally:
-        n.close()
+# A throwaway network namespace per test (two for tests that need a far end); deleted even on failure.
+ns = pytest.fixture(_namespace, name="ns")
+ns2 = pytest.fixture(_namespace, name="ns2")
 
 
 @pytest.fixture

@@ -141,6 +141,7 @@ def test_500_delete_and_recreate_cycles_leave_nothing_behind(ns, daemons):
 def test_interface_absent_at_start_is_picked_up_when_created(ns, daemons):
     d = daemons(ns, BASE)  # none of the configured interfaces exists
     assert assert_converged(ns, d)["wan_ifaces"] == {"wan0"}
+    assert "interface wan0 (zone wan) is not present; waiting for it" in d.log_text()
     ns.veth("wan0", "p0")
     ns.ip("addr", "add", "203.0.113.5/24", "dev", "wan0")
     assert assert_converged(ns, d)["wan_v4"] == {"203.0.113.5"}
