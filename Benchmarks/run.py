@@ -9,6 +9,7 @@ Every figure is measured in this run next to its baseline, each side in its own 
 --idle-seconds sets the idle window of the wakeup count (600 for the documented figure).
 """
 import argparse
+import atexit
 import datetime
 import ipaddress
 import json
@@ -39,6 +40,19 @@ def build_nlbench(workdir):
     return out
 
 
+RUNNING = []
+
+
+def kill_leftovers():
+    """Whatever happens, no rnmd outlives the benchmark (its namespace is deleted with it)."""
+    for d in RUNNING:
+        if d.proc.poll() is None:
+            d.proc.kill()
+
+
+atexit.register(kill_leftovers)
+
+
 class Rnmd:
     def __init__(self, rnmd, ns, config, args=()):
         self.ns, self.config, self.table = ns, config, config.get("table", "rnm")
@@ -50,6 +64,7 @@ class Rnmd:
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(ns.exec_args(rnmd, "--config", self.config_path, *args),
                                      stdout=self.log, stderr=subprocess.STDOUT)
+        RUNNING.append(self)
         deadline = time.monotonic() + 30
         while "converged" not in self.log_text():
             if self.proc.poll() is not None or time.monotonic() > deadline:

@@ -5,8 +5,7 @@ package import RNMCore
 import RNMFirewall
 import RNMNetlink
 import RNMYAML
-import ServiceLifecycle
-package import UnixSignals
+import Synchronization
 
 /// What `rnmd` was asked to do.
 public struct DaemonOptions: Equatable, Sendable {
@@ -46,10 +45,19 @@ public enum Daemon {
     }
 
     /// Runs in the foreground until SIGTERM/SIGINT. Returns the exit code.
-    public static func run(_ options: DaemonOptions) async -> Int32 {
-        // Until the signal services are up, a stray SIGHUP must not kill us; SIGPIPE never should.
-        signal(SIGHUP, SIG_IGN)
+    ///
+    /// Threads: this one waits for signals (sigwaitinfo), `rnm-netlink` reads rtnetlink, `rnmd-reconcile`
+    /// owns the state and commits. No Dispatch and no Swift concurrency: libdispatch's worker pool keeps a
+    /// 1 Hz monitor timer once used, and an idle rnmd is meant to have no wakeups at all.
+    public static func run(_ options: DaemonOptions) -> Int32 {
+        // The signals we act on are blocked in every thread (threads inherit the mask, so this comes before
+        // any is created) and taken synchronously below. SIGUSR2 is internal: "the reconciler stopped".
+        var handled = sigset_t()
+        sigemptyset(&handled)
+        for sig in [SIGTERM, SIGINT, SIGHUP, SIGUSR2] { sigaddset(&handled, sig) }
+        pthread_sigmask(SIG_BLOCK, &handled, nil)
         signal(SIGPIPE, SIG_IGN)
+
         let level = options.logLevel
         LoggingSystem.bootstrap { StderrLogHandler(label: $0, level: level) }
         let logger = Logger(label: "rnmd")
@@ -77,49 +85,70 @@ public enum Daemon {
                 "zones": "\(config.zones.joined(separator: ","))", "interfaces": "\(config.interfaces.count)",
             ])
 
-        let result = await serve(
+        let mainThread = pthread_self()
+        let runtime = DaemonRuntime(
             config: config, configPath: options.configPath, monitor: monitor, backend: backend, logger: logger,
             loadConfig: { path throws(ConfigError) in try ConfigLoader.load(path: path) },
-            executor: ThreadExecutor(name: "rnmd-reconcile"))
+            onFinish: { _ = pthread_kill(mainThread, SIGUSR2) })
+        runtime.start()
+
+        waiting: while true {
+            var info = siginfo_t()
+            let sig = sigwaitinfo(&handled, &info)
+            switch sig {
+            case SIGHUP:
+                runtime.reload()
+            case SIGTERM, SIGINT:
+                logger.info("stopping on \(sig == SIGTERM ? "SIGTERM" : "SIGINT")")
+                runtime.shutdown()
+                break waiting
+            case SIGUSR2:
+                if runtime.isFinished { break waiting }
+            default:
+                continue  // EINTR
+            }
+        }
+        guard let result = runtime.wait(timeout: .seconds(2)) else {
+            logger.error("the reconciler did not stop within 2 s; exiting anyway (the table stays as last committed)")
+            return 1
+        }
         logger.notice(
             "stopped; table inet \(config.table) left as last committed",
             metadata: ["transactions": "\(result.counters.transactionsOK)", "overruns": "\(result.counters.overruns)"])
         return result.code
     }
+}
 
-    /// The daemon proper, on whatever monitor and backend it is given: monitor thread → bus → reconciler,
-    /// plus SIGHUP reloads, until a shutdown signal (or cancellation). Returns the exit code and the counters.
-    package static func serve(
+/// The daemon proper on whatever monitor and backend it is given: the monitor's thread feeds the bus, the
+/// reconciler's thread drains it. `Daemon.run` drives it from signals; tests drive it directly.
+package final class DaemonRuntime: Sendable {
+    package let bus = EventBus<DaemonEvent>()
+    private let monitor: any AddressMonitor
+    private let reconciler: Reconciler
+    private let logger: Logger
+    private let onFinish: @Sendable () -> Void
+    private let result = Mutex<Int32?>(nil)
+    private let finished = Completion()
+
+    package init(
         config: Config, configPath: String, monitor: any AddressMonitor, backend: any FirewallBackend,
-        logger: Logger, loadConfig: @escaping @Sendable (String) throws(ConfigError) -> Config,
-        executor: ThreadExecutor? = nil, shutdownSignals: [UnixSignal] = [.sigterm, .sigint],
-        onConverged: @escaping @Sendable (Int) -> Void = { _ in }
-    ) async -> (code: Int32, counters: Counters) {
-        let bus = EventBus<DaemonEvent>()
-        startMonitor(monitor, bus: bus)
-        let reconciler = Reconciler(
-            config: config, configPath: configPath, bus: bus, backend: backend, logger: logger,
-            loadConfig: loadConfig, onConverged: onConverged, executor: executor)
-        let group = ServiceGroup(
-            configuration: ServiceGroupConfiguration(
-                services: [reconciler, ReloadOnSignal(bus: bus)],
-                gracefulShutdownSignals: shutdownSignals,
-                logger: logger))
-        var code: Int32 = 0
-        do {
-            try await group.run()
-        } catch is CancellationError {
-        } catch {
-            logger.critical("stopping on error: \(error)")
-            code = 1
-        }
-        monitor.stop()
-        bus.close()
-        return (code, reconciler.counters)
+        logger: Logger, retry: RetryPolicy = RetryPolicy(),
+        loadConfig: @escaping @Sendable (String) throws(ConfigError) -> Config,
+        onConverged: @escaping @Sendable (Int) -> Void = { _ in },
+        onFinish: @escaping @Sendable () -> Void = {}
+    ) {
+        self.monitor = monitor
+        self.logger = logger
+        self.onFinish = onFinish
+        reconciler = Reconciler(
+            config: config, configPath: configPath, bus: bus, backend: backend, logger: logger, retry: retry,
+            loadConfig: loadConfig, onConverged: onConverged)
     }
 
-    /// The monitor on its own thread, feeding the bus (blocking when it is full).
-    private static func startMonitor(_ monitor: any AddressMonitor, bus: EventBus<DaemonEvent>) {
+    /// Starts the monitor thread and the reconciler thread.
+    package func start() {
+        let bus = bus
+        let monitor = monitor
         Threads.detach(name: "rnm-netlink") {
             do {
                 try monitor.run { output in
@@ -134,18 +163,50 @@ public enum Daemon {
                 bus.send(.monitorFailed("\(error)"), weight: 0)
             }
         }
+        Threads.detach(name: "rnmd-reconcile") { [self] in
+            var code: Int32 = 0
+            do {
+                try reconciler.run()
+            } catch {
+                logger.critical("stopping: \(error)")
+                code = 1
+            }
+            monitor.stop()
+            bus.close()
+            result.withLock { $0 = code }
+            finished.signal()
+            onFinish()
+        }
+    }
+
+    /// Re-read the config (SIGHUP).
+    package func reload() { bus.send(.reload, weight: 0) }
+
+    /// Graceful stop: the reconciler finishes the commit in flight and returns; the table stays.
+    package func shutdown() {
+        bus.close()
+        monitor.stop()
+    }
+
+    package var isFinished: Bool { result.withLock { $0 != nil } }
+    package var counters: Counters { reconciler.counters }
+    package var configGeneration: Int { reconciler.configGeneration }
+
+    /// Waits for the reconciler to stop; nil if it did not within `timeout`.
+    package func wait(timeout: Duration) -> (code: Int32, counters: Counters)? {
+        guard finished.wait(timeout: timeout), let code = result.withLock({ $0 }) else { return nil }
+        return (code, reconciler.counters)
     }
 }
 
-/// SIGHUP → reload.
-struct ReloadOnSignal: Service {
-    let bus: EventBus<DaemonEvent>
+/// A one-shot event a thread can wait for with a timeout.
+final class Completion: Sendable {
+    private let bus = EventBus<Bool>(capacity: 1)
 
-    func run() async {
-        for await _ in await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown() {
-            bus.send(.reload, weight: 0)
-        }
-    }
+    func signal() { bus.close() }
+
+    /// True once `signal()` was called; false if `timeout` passed first.
+    func wait(timeout: Duration) -> Bool { !bus.pause(timeout) }
 }
 
 /// Writes to fd 2 directly (the C `stderr` global is not concurrency-safe to touch from Swift 6).

@@ -1,6 +1,5 @@
 package import Logging
 package import RNMCore
-import ServiceLifecycle
 import Synchronization
 
 /// Everything that reaches the reconciler, over one bounded bus.
@@ -45,7 +44,9 @@ package struct ReconcilerError: Error, CustomStringConvertible {
 
 /// The one owner of the state. Folds events into `ReconcileState`, plans, and commits each plan as one
 /// transaction, acknowledged before the next. Coalesces by taking everything queued at once.
-package final class Reconciler: Service, Sendable {
+///
+/// `run()` blocks the thread it is called on (the daemon's `rnmd-reconcile` thread) until the bus closes.
+package final class Reconciler: Sendable {
     private let bus: EventBus<DaemonEvent>
     private let backend: any FirewallBackend
     private let logger: Logger
@@ -54,7 +55,6 @@ package final class Reconciler: Service, Sendable {
     private let retry: RetryPolicy
     private let initialConfig: Config
     private let onConverged: @Sendable (Int) -> Void
-    private let executor: ThreadExecutor?
 
     private let shared = Mutex(Shared())
 
@@ -71,10 +71,8 @@ package final class Reconciler: Service, Sendable {
         config: Config, configPath: String, bus: EventBus<DaemonEvent>, backend: any FirewallBackend,
         logger: Logger, retry: RetryPolicy = RetryPolicy(),
         loadConfig: @escaping @Sendable (String) throws(ConfigError) -> Config,
-        onConverged: @escaping @Sendable (Int) -> Void = { _ in },
-        executor: ThreadExecutor? = nil
+        onConverged: @escaping @Sendable (Int) -> Void = { _ in }
     ) {
-        self.executor = executor
         initialConfig = config
         self.configPath = configPath
         self.bus = bus
@@ -88,25 +86,18 @@ package final class Reconciler: Service, Sendable {
     package var counters: Counters { shared.withLock { $0.counters } }
     package var configGeneration: Int { shared.withLock { $0.generation } }
 
-    package func run() async throws {
-        try await withGracefulShutdownHandler {
-            if let executor {
-                try await withTaskExecutorPreference(executor) { try await loop() }
-            } else {
-                try await loop()
-            }
-        } onGracefulShutdown: {
-            self.bus.close()
-        }
+    /// Runs until the bus is closed. Throws only if the monitor reported that it cannot run.
+    package func run() throws {
+        try loop()
     }
 
     private func count(_ body: (inout Counters) -> Void) {
         shared.withLock { body(&$0.counters) }
     }
 
-    private func loop() async throws {
+    private func loop() throws {
         var state = ReconcileState(config: initialConfig)
-        guard await readBack(into: &state) else { return }
+        guard readBack(into: &state) else { return }
         var haveSnapshot = false
         var failures = 0
         var revertTo: Config? = nil
@@ -117,11 +108,10 @@ package final class Reconciler: Service, Sendable {
             let batch: [DaemonEvent]?
             if failures > 0 {
                 let delay = min(retry.initial * (1 << min(failures - 1, 20)), retry.maximum)
-                do { try await Task.sleep(for: delay) } catch { return }
-                guard await readBack(into: &state) else { return }
-                batch = bus.drainNow()
+                guard bus.pause(delay), readBack(into: &state) else { return }
+                batch = bus.next(timeout: .zero)
             } else {
-                batch = await bus.next()
+                batch = bus.next()
             }
             guard let batch else { return }
 
@@ -235,7 +225,7 @@ package final class Reconciler: Service, Sendable {
     }
 
     /// Reads our table back; retries with back-off until it works or the daemon stops. False: stopping.
-    private func readBack(into state: inout ReconcileState) async -> Bool {
+    private func readBack(into state: inout ReconcileState) -> Bool {
         var attempt = 0
         while true {
             do {
@@ -245,7 +235,7 @@ package final class Reconciler: Service, Sendable {
                 attempt += 1
                 logger.error("cannot read table inet \(state.config.table) back: \(error)", metadata: ["attempt": "\(attempt)"])
                 let delay = min(retry.initial * (1 << min(attempt - 1, 20)), retry.maximum)
-                do { try await Task.sleep(for: delay) } catch { return false }
+                if !bus.pause(delay) { return false }
             }
         }
     }

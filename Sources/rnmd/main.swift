@@ -17,7 +17,7 @@ case .help:
 case .check(let path):
     exit(Daemon.check(configPath: path))
 case .run(let options):
-    exit(await Daemon.run(options))
+    exit(Daemon.run(options))
 }
 
 func writeError(_ text: String) {

@@ -1,21 +1,20 @@
-import Dispatch
 @testable import RNMDaemon
 import Synchronization
 import Testing
 
 @Suite struct EventBusTests {
-    @Test func next_takesEverythingQueued() async {
+    @Test func next_takesEverythingQueued() {
         let bus = EventBus<Int>(capacity: 100)
         for i in 0..<10 { bus.send(i) }
-        #expect(await bus.next() == Array(0..<10))
-        #expect(bus.drainNow() == [])
+        #expect(bus.next() == Array(0..<10))
+        #expect(bus.next(timeout: .zero) == [])
     }
 
     @Test func fullBus_blocksTheProducerThread_untilTheConsumerDrains() async {
         let bus = EventBus<Int>(capacity: 10)
         let sent = Atomic<Int>(0)
-        let done = DispatchSemaphore(value: 0)
-        Thread.detachForTest {
+        let done = Completion()
+        Threads.detach(name: "test-producer") {
             for i in 0..<25 {
                 bus.send(i)
                 sent.add(1, ordering: .relaxed)
@@ -27,9 +26,9 @@ import Testing
         #expect(sent.load(ordering: .relaxed) == 10, "the 11th send must block")
         var received: [Int] = []
         while received.count < 25 {
-            received += await bus.next() ?? []
+            received += bus.next(timeout: .seconds(1)) ?? []
         }
-        done.wait()
+        #expect(done.wait(timeout: .seconds(1)))
         #expect(received == Array(0..<25))
         #expect(bus.highWater <= 10)
     }
@@ -43,39 +42,35 @@ import Testing
     @Test func close_wakesTheConsumerAndBlockedProducers() async {
         let bus = EventBus<Int>(capacity: 1)
         bus.send(0)
-        let returned = DispatchSemaphore(value: 0)
+        let returned = Completion()
         let result = Atomic<Bool>(true)
-        Thread.detachForTest {
+        Threads.detach(name: "test-producer") {
             result.store(bus.send(1), ordering: .relaxed)
             returned.signal()
         }
         try? await Task.sleep(for: .milliseconds(20))
         bus.close()
-        returned.wait()
+        #expect(returned.wait(timeout: .seconds(1)))
         #expect(result.load(ordering: .relaxed) == false)
-        #expect(await bus.next() == [0])
-        #expect(await bus.next() == nil)
+        #expect(bus.next() == [0])
+        #expect(bus.next() == nil)
     }
 
-    @Test func waitingConsumer_isWokenBySend() async {
+    @Test func waitingConsumer_isWokenBySend() {
         let bus = EventBus<Int>(capacity: 10)
-        async let got = bus.next()
-        try? await Task.sleep(for: .milliseconds(20))
-        bus.send(7)
-        #expect(await got == [7])
+        Threads.detach(name: "test-producer") {
+            bus.send(7)
+        }
+        #expect(bus.next(timeout: .seconds(2)) == [7])
     }
 
-    @Test func cancellation_endsAWaitingNext() async {
+    @Test func timeout_returnsEmpty_andPauseSeesClose() {
         let bus = EventBus<Int>(capacity: 10)
-        let task = Task { await bus.next() }
-        try? await Task.sleep(for: .milliseconds(20))
-        task.cancel()
-        #expect(await task.value == nil)
-    }
-}
-
-enum Thread {
-    static func detachForTest(_ body: @escaping @Sendable () -> Void) {
-        Threads.detach(name: "test-producer", body)
+        let t0 = ContinuousClock.now
+        #expect(bus.next(timeout: .milliseconds(30)) == [])
+        #expect(ContinuousClock.now - t0 >= .milliseconds(30))
+        #expect(bus.pause(.milliseconds(10)))
+        bus.close()
+        #expect(!bus.pause(.seconds(5)))
     }
 }

@@ -60,18 +60,37 @@ func eventually(_ timeout: Duration = .seconds(5), _ condition: () -> Bool) asyn
     return condition()
 }
 
+/// The reconciler on its own thread, as the daemon runs it.
+final class Running: Sendable {
+    let done = Completion()
+    let error = Mutex<(any Error)?>(nil)
+
+    init(_ reconciler: Reconciler) {
+        Threads.detach(name: "test-reconcile") { [self] in
+            do { try reconciler.run() } catch let e { error.withLock { $0 = e } }
+            done.signal()
+        }
+    }
+
+    /// Waits for `run()` to return; rethrows what it threw.
+    func finish(within timeout: Duration = .seconds(5)) throws {
+        #expect(done.wait(timeout: timeout), "the reconciler did not stop")
+        if let e = error.withLock({ $0 }) { throw e }
+    }
+}
+
 /// Runs the reconciler for the duration of `body`, then stops it through the bus and checks it stopped.
 func withRunning(_ h: Harness, _ body: () async throws -> Void) async throws {
-    let task = Task { try await h.reconciler.run() }
+    let running = Running(h.reconciler)
     do {
         try await body()
     } catch {
         h.bus.close()
-        _ = try? await task.value
+        try? running.finish()
         throw error
     }
     h.bus.close()
-    try await task.value
+    try running.finish()
 }
 
 @Suite struct ReconcilerTests {
@@ -224,41 +243,40 @@ func withRunning(_ h: Harness, _ body: () async throws -> Void) async throws {
         }
     }
 
-    @Test func monitorFailure_stopsTheReconcilerWithAnError() async {
+    @Test func monitorFailure_stopsTheReconcilerWithAnError() {
         let h = Harness()
-        let task = Task { try await h.reconciler.run() }
+        let running = Running(h.reconciler)
         h.bus.send(.monitorFailed("boom"), weight: 0)
-        await #expect(throws: ReconcilerError.self) { try await task.value }
+        #expect(throws: ReconcilerError.self) { try running.finish() }
     }
 
     @Test func closingTheBus_stopsPromptly_evenDuringBackoff() async throws {
         let h = Harness()
         h.firewall.failNextCommits(1000)
-        let task = Task { try await h.reconciler.run() }
+        let running = Running(h.reconciler)
         h.bus.send(.snapshot(links: Harness.links, addresses: [Harness.addr(2, "198.51.100.7/24")], overrun: false))
         #expect(await eventually { h.reconciler.counters.transactionsFailed >= 2 })
         let started = ContinuousClock.now
         h.bus.close()
-        task.cancel()
-        try await task.value
+        try running.finish()
         #expect(ContinuousClock.now - started < .seconds(1))
     }
 }
 
-/// The whole daemon wiring (monitor thread → bus → reconciler → backend, ServiceGroup) on fakes.
+/// The whole daemon wiring (monitor thread → bus → reconciler thread → backend) on fakes.
 @Suite struct DaemonWiringTests {
     static let logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
 
-    @Test func scriptedMonitor_drivesTheRealWiring_andCancellationStopsIt() async throws {
+    @Test func scriptedMonitor_drivesTheRealWiring_andShutdownStopsIt() async throws {
         let monitor = ScriptedMonitor(initial: [
             .snapshot(links: Harness.links, addresses: [Harness.addr(2, "198.51.100.7/24")], overrun: false, since: .now)
         ])
         let firewall = RecordingFirewall()
-        let task = Task {
-            await Daemon.serve(
-                config: Harness.config, configPath: "/t.yaml", monitor: monitor, backend: firewall, logger: Self.logger,
-                loadConfig: { _ throws(ConfigError) in Harness.config }, shutdownSignals: [])
-        }
+        let finished = Completion()
+        let runtime = DaemonRuntime(
+            config: Harness.config, configPath: "/t.yaml", monitor: monitor, backend: firewall, logger: Self.logger,
+            loadConfig: { _ throws(ConfigError) in Harness.config }, onFinish: { finished.signal() })
+        runtime.start()
         #expect(await eventually { firewall.commits.count == 1 })
         monitor.emit(.events([.addressChanged(Harness.addr(3, "10.0.0.1/24"))]))
         monitor.emit(.snapshot(links: Harness.links, addresses: [Harness.addr(3, "10.0.0.1/24")], overrun: true, since: .now))
@@ -266,19 +284,25 @@ func withRunning(_ h: Harness, _ body: () async throws -> Void) async throws {
             config: Harness.config,
             observed: ObservedState(links: Harness.links, addresses: [Harness.addr(3, "10.0.0.1/24")]))
         #expect(await eventually { firewall.table("t") == want })
-        task.cancel()
-        let (code, counters) = await task.value
-        #expect(code == 0)
-        #expect(counters.overruns == 1 && counters.resyncs == 1)
-        #expect(counters.transactionsOK == firewall.commits.count)
+        runtime.reload()
+        #expect(await eventually { runtime.counters.reloadsOK == 1 })
+        #expect(!runtime.isFinished)
+        runtime.shutdown()
+        let result = try #require(runtime.wait(timeout: .seconds(2)))
+        #expect(finished.wait(timeout: .seconds(1)))
+        #expect(result.code == 0)
+        #expect(result.counters.overruns == 1 && result.counters.resyncs == 1)
+        #expect(result.counters.transactionsOK == firewall.commits.count)
     }
 
-    @Test func monitorThatCannotRun_makesTheDaemonExit1() async {
+    @Test func monitorThatCannotRun_makesTheDaemonExit1() throws {
         let monitor = ScriptedMonitor()
         monitor.fail("cannot open socket")
-        let result = await Daemon.serve(
+        let runtime = DaemonRuntime(
             config: Harness.config, configPath: "/t.yaml", monitor: monitor, backend: RecordingFirewall(),
-            logger: Self.logger, loadConfig: { _ throws(ConfigError) in Harness.config }, shutdownSignals: [])
+            logger: Self.logger, loadConfig: { _ throws(ConfigError) in Harness.config })
+        runtime.start()
+        let result = try #require(runtime.wait(timeout: .seconds(5)))
         #expect(result.code == 1)
     }
 }
