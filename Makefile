@@ -4,7 +4,7 @@ SWIFT ?= swift
 PYTHON ?= /usr/bin/python3
 
 # Debian packages: C libraries we link, the tools the tests and the demo drive.
-DEB_PACKAGES := pkg-config libmnl-dev libnftnl-dev libnftables-dev libyaml-dev nftables iproute2 procps \
+DEB_PACKAGES := pkg-config libmnl-dev libnftnl-dev libyaml-dev nftables iproute2 procps \
                 python3 python3-pytest
 
 .PHONY: all deps build release demo test unit integration checks bench clean

@@ -132,10 +132,12 @@ static int latency(int count, const char *ifname, int pace_us) {
         if (t0 && t1 && t1 >= t0) lat[done++] = t1 - t0; else missed++;
         usleep(pace_us);
     }
+    printf("{\"events\": %d, \"measured\": %d, \"missed\": %d, \"samples_us\": [", 2 * count, done, missed);
+    for (int i = 0; i < done; i++) printf("%s%.1f", i ? ", " : "", lat[i] / 1000.0);
     qsort(lat, done, sizeof(uint64_t), cmp_u64);
     #define P(q) (done ? lat[(size_t)((q) * (done - 1))] / 1000.0 : -1)
-    printf("{\"events\": %d, \"measured\": %d, \"missed\": %d, \"p50_us\": %.1f, \"p90_us\": %.1f, \"p99_us\": %.1f, \"max_us\": %.1f}\n",
-           2 * count, done, missed, P(0.5), P(0.9), P(0.99), P(1.0));
+    printf("], \"p50_us\": %.1f, \"p90_us\": %.1f, \"p99_us\": %.1f, \"max_us\": %.1f}\n",
+           P(0.5), P(0.9), P(0.99), P(1.0));
     return 0;
 }
 

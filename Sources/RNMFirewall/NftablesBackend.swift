@@ -340,25 +340,74 @@ private final class Batch {
     }
 
     /// As many messages as the 64 KiB nested-attribute limit requires; all inside this one transaction.
+    ///
+    /// Elements are encoded straight into the batch buffer (what libnftnl's element objects would produce,
+    /// without an allocation per element): NFTA_LIST_ELEM { NFTA_SET_ELEM_KEY { NFTA_DATA_VALUE key } }.
     private func elementMessages(
         _ type: nf_tables_msg_types, flags: Int32, table: String, set: String, _ elements: [SetElement],
         verb: String, preposition: String
     ) {
-        let s = nftnl_set_alloc()!
-        defer { nftnl_set_free(s) }
-        nftnl_set_set_str(s, UInt16(NFTNL_SET_TABLE.rawValue), table)
-        nftnl_set_set_str(s, UInt16(NFTNL_SET_NAME.rawValue), set)
-        for e in elements {
-            let el = nftnl_set_elem_alloc()!
-            e.keyBytes.withUnsafeBytes { _ = nftnl_set_elem_set(el, UInt16(NFTNL_SET_ELEM_KEY), $0.baseAddress, UInt32($0.count)) }
-            nftnl_set_elem_add(s, el)
-        }
-        let iter = nftnl_set_elems_iter_create(s)!
-        defer { nftnl_set_elems_iter_destroy(iter) }
         let what = "\(verb) \(elements.count) element\(elements.count == 1 ? "" : "s") \(preposition) \(set)"
-        var more: Int32 = 1
-        while more > 0 {
-            message(type, flags: flags, what) { nlh in more = nftnl_set_elems_nlmsg_build_payload_iter(nlh, iter) }
+        var next = 0
+        while next < elements.count {
+            message(type, flags: flags, what) { nlh in
+                mnl_attr_put_strz(nlh, UInt16(NFTA_SET_ELEM_LIST_TABLE.rawValue), table)
+                mnl_attr_put_strz(nlh, UInt16(NFTA_SET_ELEM_LIST_SET.rawValue), set)
+                let nest = mnl_attr_nest_start(nlh, UInt16(NFTA_SET_ELEM_LIST_ELEMENTS.rawValue))!
+                let nestStart = Int(nlh.pointee.nlmsg_len)
+                var tail = UnsafeMutableRawPointer(mnl_nlmsg_get_payload_tail(nlh))!
+                var written = 0
+                while next < elements.count {
+                    let size = Self.encodedSize(elements[next])
+                    // The nest's length field is 16 bits; stay well inside it.
+                    if written + size > Self.maxElementBytesPerMessage { break }
+                    Self.encode(elements[next], at: tail)
+                    tail += size
+                    written += size
+                    next += 1
+                }
+                nlh.pointee.nlmsg_len = UInt32(nestStart + written)
+                mnl_attr_nest_end(nlh, nest)
+            }
+        }
+    }
+
+    static let maxElementBytesPerMessage = 60 * 1024
+
+    private static let nested = UInt16(NLA_F_NESTED)
+
+    /// Bytes one element takes: three attribute headers around the key, padded to 4.
+    private static func encodedSize(_ e: SetElement) -> Int {
+        switch e {
+        case .ipv4: 12 + 4
+        case .ipv6, .ifname: 12 + 16
+        }
+    }
+
+    /// Writes one NFTA_LIST_ELEM at `p` (4-byte aligned, room for `encodedSize(e)` bytes).
+    private static func encode(_ e: SetElement, at p: UnsafeMutableRawPointer) {
+        let keyLength = encodedSize(e) - 12
+        func header(_ offset: Int, length: Int, type: UInt16) {
+            p.storeBytes(of: UInt16(length), toByteOffset: offset, as: UInt16.self)
+            p.storeBytes(of: type, toByteOffset: offset + 2, as: UInt16.self)
+        }
+        header(0, length: 12 + keyLength, type: UInt16(NFTA_LIST_ELEM.rawValue) | nested)
+        header(4, length: 8 + keyLength, type: UInt16(NFTA_SET_ELEM_KEY.rawValue) | nested)
+        header(8, length: 4 + keyLength, type: UInt16(NFTA_DATA_VALUE.rawValue))
+        let key = p + 12
+        switch e {
+        case .ipv4(let a):
+            key.storeBytes(of: a.value.bigEndian, as: UInt32.self)
+        case .ipv6(let a):
+            key.storeBytes(of: a.high.bigEndian, as: UInt64.self)
+            key.storeBytes(of: a.low.bigEndian, toByteOffset: 8, as: UInt64.self)
+        case .ifname(let name):
+            key.initializeMemory(as: UInt8.self, repeating: 0, count: 16)
+            var i = 0
+            for b in name.utf8.prefix(15) {
+                key.storeBytes(of: b, toByteOffset: i, as: UInt8.self)
+                i += 1
+            }
         }
     }
 

@@ -406,3 +406,26 @@ def test_reload_the_kernel_refuses_keeps_the_previous_config(ns, daemons):
     d.config = BASE
     want = assert_converged(ns, d)
     assert want["wan_v4"] == {"198.51.100.7", "198.51.100.8"}
+
+
+def test_200_interfaces_with_2_addresses_each_appear_and_vanish(ns, daemons):
+    """NL-12: 200 interfaces × 2 addresses created in one burst, then deleted: converged, memory bounded."""
+    config = {"table": "rnmt", "interfaces": [{"name": f"x{i}", "zone": f"z{i % 4}"} for i in range(200)]}
+    d = daemons(ns, config)
+    rss0 = int(open(f"/proc/{d.pid}/status").read().split("VmRSS:")[1].split()[0])
+    lines = []
+    for i in range(100):
+        lines += [f"link add x{2 * i} type veth peer name x{2 * i + 1}"]
+    for i in range(200):
+        lines += [f"link set x{i} up", f"addr add 10.{i}.0.1/24 dev x{i}", f"addr add fd00:{i:x}::1/64 dev x{i} nodad"]
+    t0 = time.monotonic()
+    ns.ip_batch(lines)
+    assert time.monotonic() - t0 < 5
+    want = assert_converged(ns, d)
+    assert sum(len(want[f"z{z}_v4"]) for z in range(4)) == 200
+    assert sum(len(want[f"z{z}_v6"]) for z in range(4)) == 200
+    ns.ip_batch([f"link del x{2 * i}" for i in range(100)])
+    want = assert_converged(ns, d)
+    assert all(not want[f"z{z}_v4"] and not want[f"z{z}_v6"] for z in range(4))
+    rss1 = int(open(f"/proc/{d.pid}/status").read().split("VmRSS:")[1].split()[0])
+    assert rss1 - rss0 < 8 * 1024, f"RSS grew by {rss1 - rss0} KiB"
