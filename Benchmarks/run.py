@@ -513,6 +513,10 @@ def write_markdown(path, m, r, args):
     s = r["storm"][0]
     add("")
     add(f"Target converged ≤ 100 ms with no overrun: {verdict(s['converged_ms'] <= 100 and s['overruns'] == 0 and not s['stale'] and not s['missing'])}.")
+    bs = r["storm"][1]
+    if bs["stale"] or bs["missing"]:
+        add(f"The baseline never converges: its `ip monitor` gives up at the first netlink overrun (\"No buffer space")
+        add(f"available\"), so the events after it are lost and its set ends {bs['stale']:,} stale and {bs['missing']:,} missing.")
     add("")
     add("### Forced overrun: full resync")
     add("")
@@ -596,11 +600,17 @@ def main():
     ap.add_argument("--latency-events", type=int, default=1000)
     ap.add_argument("--pace-us", type=int, default=10000)
     ap.add_argument("--only", default="latency,storm,resync,bulk,footprint")
+    ap.add_argument("--render", action="store_true", help="only rewrite the markdown from docs/benchmarks.json")
     ap.add_argument("--merge", action="store_true",
                     help="re-measure only the --only parts; keep the others from the existing docs/benchmarks.json")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("benchmarks need root (network namespaces, nftables)")
+    if args.render:
+        with open(os.path.splitext(args.out)[0] + ".json") as fh:
+            saved = json.load(fh)
+        write_markdown(args.out, saved["machine"], saved["results"], args)
+        return
     work = tempfile.mkdtemp(prefix="rnm-bench-")
     NLBENCH = build_nlbench(work)
     results = {}
