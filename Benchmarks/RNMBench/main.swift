@@ -32,7 +32,7 @@ func bulk(count: Int, runs: Int) throws {
         let table = "bench\(run)"
         let spec = SetSpec(name: "s", type: .ipv4Addr)
         try backend.commit(Plan(table: table, createTable: true, createSets: [spec]))
-        let elements = (0..<count).map { SetElement.ipv4(v4($0)) }
+        let elements = (0..<count).map { PlannedElement(.ipv4(v4($0))) }
         let t0 = now()
         try backend.commit(Plan(table: table, add: ["s": elements]))
         times.append(ms(now() - t0))

@@ -32,3 +32,66 @@ int RNM_pthread_setname(pthread_t thread, const char *name) { return pthread_set
 
 #include <unistd.h>
 pid_t RNM_gettid(void) { return gettid(); }
+
+#include <errno.h>
+#include <grp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#ifndef SO_PEERGROUPS
+#define SO_PEERGROUPS 59
+#endif
+
+int RNM_peer_cred(int fd, uint32_t *pid, uint32_t *uid, uint32_t *gid) {
+    struct ucred c;
+    socklen_t len = sizeof(c);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c, &len) != 0) return -1;
+    *pid = (uint32_t)c.pid;
+    *uid = (uint32_t)c.uid;
+    *gid = (uint32_t)c.gid;
+    return 0;
+}
+
+int RNM_peer_groups(int fd, uint32_t *groups, int max) {
+    socklen_t len = (socklen_t)(max * sizeof(gid_t));
+    gid_t *buf = calloc((size_t)max, sizeof(gid_t));
+    if (!buf) return -1;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, buf, &len) != 0) {
+        free(buf);
+        return -1;
+    }
+    int n = (int)(len / sizeof(gid_t));
+    for (int i = 0; i < n && i < max; i++) groups[i] = (uint32_t)buf[i];
+    free(buf);
+    return n < max ? n : max;
+}
+
+int RNM_group_id(const char *name, uint32_t *gid) {
+    struct group g, *result = NULL;
+    char buf[16384];
+    if (getgrnam_r(name, &g, buf, sizeof(buf), &result) != 0 || result == NULL) return -1;
+    *gid = (uint32_t)g.gr_gid;
+    return 0;
+}
+
+int RNM_bind_unix(int fd, const char *path, unsigned int mode) {
+    struct sockaddr_un addr;
+    memset(&addr, 0, sizeof(addr));
+    addr.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof(addr.sun_path)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    strcpy(addr.sun_path, path);
+    mode_t old = umask((mode_t)(~mode & 0777));
+    int r = bind(fd, (struct sockaddr *)&addr, sizeof(addr));
+    int saved = errno;
+    umask(old);
+    errno = saved;
+    return r;
+}
+
+int RNM_accept_nonblocking(int fd) { return accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC); }

@@ -17,12 +17,25 @@ public struct Config: Equatable, Sendable {
     public var table: String
     public var interfaces: [InterfaceConfig]
     public var addressPolicy: AddressPolicy
+    /// Sets declared for manual entries and plugins (`sets:`).
+    public var sets: [DeclaredSet]
+    public var control: ControlConfig
+    /// Where manual entries persist.
+    public var stateDir: String
 
-    public init(table: String = "rnm", interfaces: [InterfaceConfig] = [], addressPolicy: AddressPolicy = .init()) {
+    public init(
+        table: String = "rnm", interfaces: [InterfaceConfig] = [], addressPolicy: AddressPolicy = .init(),
+        sets: [DeclaredSet] = [], control: ControlConfig = .init(), stateDir: String = "/var/lib/rnm"
+    ) {
         self.table = table
         self.interfaces = interfaces
         self.addressPolicy = addressPolicy
+        self.sets = sets
+        self.control = control
+        self.stateDir = stateDir
     }
+
+    public func declaredSet(named name: String) -> DeclaredSet? { sets.first { $0.name == name } }
 
     /// Zone names in first-seen order.
     public var zones: [String] {
@@ -50,6 +63,56 @@ public struct InterfaceConfig: Equatable, Sendable {
         self.zone = zone
         self.dhcp = dhcp
         self.addresses = addresses
+    }
+}
+
+/// A set declared in config: for manual entries (`rnmctl set add`) and plugins.
+public struct DeclaredSet: Equatable, Sendable {
+    public var name: String
+    public var family: IPFamily
+    /// Holds prefixes and ranges (nft `flags interval`).
+    public var interval: Bool
+    /// Elements may carry timeouts (nft `flags timeout`).
+    public var timeoutFlag: Bool
+    /// Default timeout of an element added without one (nft `timeout`), in milliseconds.
+    public var defaultTimeoutMs: UInt64?
+    /// Permanent elements from config.
+    public var elements: [IPPrefix]
+
+    public init(
+        name: String, family: IPFamily, interval: Bool = false, timeoutFlag: Bool = false,
+        defaultTimeoutMs: UInt64? = nil, elements: [IPPrefix] = []
+    ) {
+        self.name = name
+        self.family = family
+        self.interval = interval
+        self.timeoutFlag = timeoutFlag
+        self.defaultTimeoutMs = defaultTimeoutMs
+        self.elements = elements
+    }
+
+    public var spec: SetSpec {
+        var flags: SetFlags = []
+        if interval { flags.insert(.interval) }
+        if timeoutFlag { flags.insert(.timeout) }
+        return SetSpec(name: name, type: SetKeyType(family), flags: flags, timeoutMs: defaultTimeoutMs)
+    }
+
+    /// The element a prefix becomes in this set: a range in an interval set, else a single address.
+    public func element(_ p: IPPrefix) -> SetElement {
+        interval ? SetElement(range: p) : SetElement(p.address)
+    }
+}
+
+/// The control socket (`control:`).
+public struct ControlConfig: Equatable, Sendable {
+    public var socket: String
+    /// Members may use the read-only verbs; root may use all. A group name or a numeric gid.
+    public var group: String
+
+    public init(socket: String = "/run/rnm/rnmd.sock", group: String = "rnm") {
+        self.socket = socket
+        self.group = group
     }
 }
 

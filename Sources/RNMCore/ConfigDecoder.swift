@@ -21,7 +21,7 @@ public enum ConfigDecoder {
         }
         guard let fields = r.fields(
             root, path: "",
-            known: ["table", "interfaces", "address_policy"])
+            known: ["table", "interfaces", "address_policy", "sets", "control", "state_dir"])
         else { return nil }
 
         var config = Config()
@@ -42,7 +42,149 @@ public enum ConfigDecoder {
         if let p = fields["address_policy"] {
             config.addressPolicy = decodePolicy(p, r)
         }
+        if let c = fields["control"] { config.control = decodeControl(c, r) }
+        if let d = fields["state_dir"], let dir = r.absolutePath(d, path: "state_dir") { config.stateDir = dir }
+        if let sets = fields["sets"] { config.sets = decodeSets(sets, zones: Set(config.zones), r) }
         return config
+    }
+
+    private static func decodeControl(_ node: YAMLNode, _ r: NodeReader) -> ControlConfig {
+        var control = ControlConfig()
+        guard let f = r.fields(node, path: "control", known: ["socket", "group"]) else { return control }
+        if let s = f["socket"], let path = r.absolutePath(s, path: "control.socket") {
+            if path.utf8.count > 107 {
+                r.fail(s.mark, "control.socket", "a socket path is at most 107 bytes (sun_path), this one has \(path.utf8.count)")
+            } else if path.hasSuffix("/") {
+                r.fail(s.mark, "control.socket", "expected a file path, got a directory")
+            } else {
+                control.socket = path
+            }
+        }
+        if let g = f["group"], let group = r.string(g, path: "control.group") {
+            let ok = !group.isEmpty && group.utf8.count <= 32 && group.utf8.allSatisfy {
+                ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x30 && $0 <= 0x39)
+                    || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: ".")
+            }
+            if ok { control.group = group } else {
+                r.fail(g.mark, "control.group", "expected a group name or a numeric gid, got \(YAMLNode.quoted(group))")
+            }
+        }
+        return control
+    }
+
+    private static func decodeSets(_ node: YAMLNode, zones: Set<String>, _ r: NodeReader) -> [DeclaredSet] {
+        guard let items = r.sequence(node, path: "sets") else { return [] }
+        var out: [DeclaredSet] = []
+        var seen: [String: SourceMark] = [:]
+        var zoneSets: [String: String] = [:]
+        for z in zones {
+            for n in [Desired.v4SetName(z), Desired.v6SetName(z), Desired.ifacesSetName(z)] { zoneSets[n] = z }
+        }
+        for (i, item) in items.enumerated() {
+            let path = "sets[\(i)]"
+            guard let f = r.fields(item, path: path, known: ["name", "type", "flags", "timeout", "elements"]) else { continue }
+            var ok = true
+            var name = ""
+            if let n = f["name"], let v = r.string(n, path: path + ".name") {
+                if let p = Names.setNameProblem(v) {
+                    r.fail(n.mark, path + ".name", "\(p), got \(YAMLNode.quoted(v))")
+                    ok = false
+                } else if let z = zoneSets[v] {
+                    r.fail(n.mark, path + ".name", "\(YAMLNode.quoted(v)) is already a set of zone \(z)")
+                    ok = false
+                } else if let first = seen[v] {
+                    r.fail(n.mark, path + ".name", "set \(YAMLNode.quoted(v)) is declared twice (first at \(first))")
+                    ok = false
+                } else {
+                    seen[v] = n.mark
+                    name = v
+                }
+            } else {
+                if f["name"] == nil { r.fail(item.mark, path, "missing required field `name`") }
+                ok = false
+            }
+            var family = IPFamily.v4
+            if let t = f["type"], let v = r.string(t, path: path + ".type") {
+                switch v {
+                case "ipv4_addr": family = .v4
+                case "ipv6_addr": family = .v6
+                default:
+                    r.fail(t.mark, path + ".type", "expected ipv4_addr or ipv6_addr, got \(YAMLNode.quoted(v))")
+                    ok = false
+                }
+            } else {
+                if f["type"] == nil { r.fail(item.mark, path, "missing required field `type` (ipv4_addr or ipv6_addr)") }
+                ok = false
+            }
+            var interval = false
+            var timeoutFlag = false
+            if let fl = f["flags"], let list = r.sequence(fl, path: path + ".flags") {
+                for (k, el) in list.enumerated() {
+                    guard let v = r.string(el, path: "\(path).flags[\(k)]") else {
+                        ok = false
+                        continue
+                    }
+                    switch v {
+                    case "interval" where !interval: interval = true
+                    case "timeout" where !timeoutFlag: timeoutFlag = true
+                    case "interval", "timeout":
+                        r.fail(el.mark, "\(path).flags[\(k)]", "flag \(v) is listed twice")
+                        ok = false
+                    default:
+                        r.fail(el.mark, "\(path).flags[\(k)]", "expected interval or timeout, got \(YAMLNode.quoted(v))")
+                        ok = false
+                    }
+                }
+            }
+            var timeout: UInt64? = nil
+            if let t = f["timeout"], let v = r.string(t, path: path + ".timeout") {
+                switch Durations.parse(v) {
+                case .success(let ms):
+                    if timeoutFlag {
+                        timeout = ms
+                    } else {
+                        r.fail(t.mark, path + ".timeout", "a default timeout needs `flags: [timeout]`")
+                        ok = false
+                    }
+                case .failure(let e):
+                    r.fail(t.mark, path + ".timeout", e.description)
+                    ok = false
+                }
+            }
+            var elements: [IPPrefix] = []
+            if let e = f["elements"], let list = r.sequence(e, path: path + ".elements") {
+                if timeout != nil, !list.isEmpty {
+                    r.fail(e.mark, path + ".elements", "elements of a set with a default timeout would expire; drop `timeout:` or list them elsewhere")
+                    ok = false
+                }
+                var seenEl = Set<IPPrefix>()
+                for (k, el) in list.enumerated() {
+                    let epath = "\(path).elements[\(k)]"
+                    guard let p = r.prefix(el, path: epath) else {
+                        ok = false
+                        continue
+                    }
+                    if p.address.family != family {
+                        r.fail(el.mark, epath, "\(p.address) is not an \(family == .v4 ? "IPv4" : "IPv6") address (the set's type is \(SetKeyType(family)))")
+                        ok = false
+                    } else if p.length != family.maxPrefixLength && !interval {
+                        r.fail(el.mark, epath, "\(p) is a prefix; a set holding prefixes needs `flags: [interval]`")
+                        ok = false
+                    } else if !seenEl.insert(p).inserted {
+                        r.fail(el.mark, epath, "\(p) is listed twice")
+                        ok = false
+                    } else {
+                        elements.append(p)
+                    }
+                }
+            }
+            if ok {
+                out.append(DeclaredSet(
+                    name: name, family: family, interval: interval, timeoutFlag: timeoutFlag, defaultTimeoutMs: timeout,
+                    elements: elements))
+            }
+        }
+        return out
     }
 
     private static func decodeInterfaces(_ node: YAMLNode, _ r: NodeReader) -> [InterfaceConfig] {
@@ -222,6 +364,15 @@ final class NodeReader {
             return nil
         }
         return items
+    }
+
+    func absolutePath(_ node: YAMLNode, path: String) -> String? {
+        guard let s = string(node, path: path) else { return nil }
+        guard s.hasPrefix("/"), !s.utf8.contains(0), !s.split(separator: "/").contains("..") else {
+            fail(node.mark, path, "expected an absolute path without `..`, got \(YAMLNode.quoted(s))")
+            return nil
+        }
+        return s
     }
 
     func prefix(_ node: YAMLNode, path: String) -> IPPrefix? {

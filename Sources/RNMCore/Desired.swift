@@ -4,7 +4,8 @@ public enum Desired {
     public static func v6SetName(_ zone: String) -> String { zone + "_v6" }
     public static func ifacesSetName(_ zone: String) -> String { zone + "_ifaces" }
 
-    /// Every managed set the config implies: per zone `<zone>_v4`, `<zone>_v6`, `<zone>_ifaces`.
+    /// Every managed set the config implies: per zone `<zone>_v4`, `<zone>_v6`, `<zone>_ifaces`, and the
+    /// sets declared under `sets:`.
     public static func sets(for config: Config) -> [String: SetSpec] {
         var out: [String: SetSpec] = [:]
         for zone in config.zones {
@@ -12,12 +13,14 @@ public enum Desired {
             out[v6SetName(zone)] = SetSpec(name: v6SetName(zone), type: .ipv6Addr)
             out[ifacesSetName(zone)] = SetSpec(name: ifacesSetName(zone), type: .ifname)
         }
+        for s in config.sets { out[s.name] = s.spec }
         return out
     }
 
-    /// Elements that come from config alone: interface names per zone.
+    /// Elements that come from config alone: interface names per zone, declared sets' `elements:`.
     public static func configElements(for config: Config) -> [(set: String, element: SetElement)] {
         config.interfaces.map { (ifacesSetName($0.zone), SetElement.ifname($0.name)) }
+            + config.sets.flatMap { s in s.elements.map { (s.name, s.element($0.network)) } }
     }
 
     /// Whether an address counts as one of its zone's addresses under the policy.
@@ -40,18 +43,34 @@ public enum Desired {
         }
     }
 
-    /// From scratch: `desired = f(config, observed)`.
-    public static func compute(config: Config, observed: ObservedState) -> TableState {
-        var state = TableState(name: config.table, sets: sets(for: config))
-        for name in state.sets.keys { state.elements[name] = [] }
-        for (s, e) in configElements(for: config) { state.elements[s, default: []].insert(e) }
+    /// From scratch: `desired = f(config, observed, manual entries)`. Permanent owners win over timed ones;
+    /// among timed ones the latest deadline wins; interval sets hold disjoint merged ranges.
+    public static func compute(
+        config: Config, observed: ObservedState, manual: [String: [IPPrefix: Deadline]] = [:]
+    ) -> TableState {
+        let specs = sets(for: config)
+        var wanted: [String: [SetElement: Deadline]] = [:]
+        func want(_ s: String, _ e: SetElement, _ d: Deadline) {
+            let old = wanted[s]?[e]
+            wanted[s, default: [:]][e] = old.map { $0 == .never || d == .never ? .never : max($0, d) } ?? d
+        }
+        for (s, e) in configElements(for: config) { want(s, e, .never) }
         let zones = config.zoneByInterface
         for a in observed.addresses.values {
             if let (s, e) = contribution(
                 of: a, link: observed.links[a.key.ifindex], zoneByInterface: zones, policy: config.addressPolicy)
             {
-                state.elements[s, default: []].insert(e)
+                want(s, e, .never)
             }
+        }
+        for (set, entries) in manual {
+            guard let d = config.declaredSet(named: set) else { continue }
+            for (p, deadline) in entries { want(set, d.element(p.network), deadline) }
+        }
+        var state = TableState(name: config.table, sets: specs)
+        for (name, spec) in specs {
+            let w = wanted[name] ?? [:]
+            state.elements[name] = spec.isInterval ? Segments.compute(w.map { ($0.key, $0.value) }) : w
         }
         return state
     }

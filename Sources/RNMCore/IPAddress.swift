@@ -320,4 +320,18 @@ public struct IPPrefix: Hashable, Sendable, CustomStringConvertible {
     }
 
     public var description: String { "\(address)/\(length)" }
+
+    /// The prefix with its host bits cleared (`10.1.2.3/8` → `10.0.0.0/8`); hosts stay as they are.
+    public var network: IPPrefix {
+        switch SetElement(range: self) {
+        case .ipv4Range(let lo, _): IPPrefix(address: .v4(lo), length: length)
+        case .ipv6Range(let lo, _): IPPrefix(address: .v6(lo), length: length)
+        default: self
+        }
+    }
+
+    /// `192.0.2.1` for a host, `10.0.0.0/8` otherwise.
+    public var compactDescription: String {
+        length == address.family.maxPrefixLength ? address.description : description
+    }
 }

@@ -1,18 +1,26 @@
-/// The reconciler's whole state as one value: config, observed state, desired membership and what the kernel
-/// holds. Events update desired membership incrementally, so the hot path costs O(change), not O(set size);
-/// `Desired.compute` is the from-scratch definition it must always agree with (checked by property tests).
+/// The reconciler's whole state as one value: config, observed state, contributions per owner, and what the
+/// kernel holds. Events update desired membership incrementally, so the hot path costs O(change), not
+/// O(set size); `Desired.compute` is the from-scratch definition it must always agree with (property tests).
+///
+/// Time is passed in (`now`, monotonic nanoseconds) wherever deadlines matter, so tests control it.
 public struct ReconcileState: Sendable {
     public private(set) var config: Config
     public private(set) var observed: ObservedState
     /// What the kernel holds, as last read back or committed. nil: our table does not exist.
     public private(set) var applied: TableState?
+    /// Manual entries per declared set: what the user added (as given) and until when.
+    public private(set) var manual: [String: [IPPrefix: Deadline]] = [:]
 
     private var zoneByInterface: [String: String]
     private var specs: [String: SetSpec]
-    /// Per set, element → number of contributors (addresses, config entries). Zero entries are removed.
-    private var counts: [String: [SetElement: Int]] = [:]
-    /// Elements whose membership may have changed since the last commit.
+    /// The zone a zone set belongs to (for owner names).
+    private var zoneOfSet: [String: String] = [:]
+    /// Per set, element → its contributors. For interval sets the keys are the contributed ranges.
+    private var content: [String: [SetElement: Contributors]] = [:]
+    /// Elements whose membership may have changed since the last commit (non-interval sets).
     private var dirty: [String: Set<SetElement>] = [:]
+    /// Interval sets whose segments must be recomputed and diffed as a whole.
+    private var dirtyIntervals: Set<String> = []
     private var needsFullDiff = true
 
     public init(config: Config, observed: ObservedState = ObservedState(), applied: TableState? = nil) {
@@ -54,12 +62,33 @@ public struct ReconcileState: Sendable {
         }
     }
 
-    /// A new config (reload): everything is recomputed and fully diffed against the kernel.
-    public mutating func replaceConfig(_ config: Config) {
+    /// A new config (reload): everything is recomputed and fully diffed against the kernel. Manual entries
+    /// stay for sets that are still declared and can still hold them; the others are returned (dropped).
+    @discardableResult
+    public mutating func replaceConfig(_ config: Config, now: UInt64) -> [(set: String, entry: IPPrefix)] {
         self.config = config
         zoneByInterface = config.zoneByInterface
         specs = Desired.sets(for: config)
+        var dropped: [(String, IPPrefix)] = []
+        var kept: [String: [IPPrefix: Deadline]] = [:]
+        for (set, entries) in manual {
+            for (p, d) in entries {
+                guard let s = config.declaredSet(named: set), p.address.family == s.family,
+                    s.interval || p.length == s.family.maxPrefixLength
+                else {
+                    dropped.append((set, p))
+                    continue
+                }
+                // Deadlines follow what the set can hold now.
+                var deadline = d
+                if !s.timeoutFlag { deadline = .never }
+                if s.timeoutFlag, deadline == .never, let def = s.defaultTimeoutMs { deadline = now &+ def * 1_000_000 }
+                kept[set, default: [:]][p] = deadline
+            }
+        }
+        manual = kept
         rebuild()
+        return dropped
     }
 
     /// What a read-back of our table found (nil: the table does not exist). The next plan is a full diff.
@@ -68,13 +97,99 @@ public struct ReconcileState: Sendable {
         needsFullDiff = true
     }
 
+    // MARK: - Manual entries
+
+    /// Adds (or refreshes) manual entries, all or nothing. `timeoutMs` nil: the set's default timeout, or
+    /// none. Returns the entries as stored.
+    @discardableResult
+    public mutating func addManual(
+        set name: String, _ entries: [IPPrefix], timeoutMs: UInt64?, now: UInt64
+    ) throws(ManualEntryError) -> [IPPrefix] {
+        guard let set = config.declaredSet(named: name) else { throw .undeclaredSet(name, declared: config.sets.map(\.name)) }
+        guard !entries.isEmpty else { throw .noElements }
+        if timeoutMs != nil && !set.timeoutFlag { throw .timeoutNotAllowed(name) }
+        var seen = Set<IPPrefix>()
+        var canonical: [IPPrefix] = []
+        for given in entries {
+            guard given.address.family == set.family else { throw .wrongFamily(given, set: name, family: set.family) }
+            guard set.interval || given.length == set.family.maxPrefixLength else { throw .prefixNeedsInterval(given, set: name) }
+            let p = given.network
+            guard seen.insert(p).inserted else { throw .duplicate(given) }
+            canonical.append(p)
+        }
+        expire(now: now)
+        let deadline: Deadline = (timeoutMs ?? set.defaultTimeoutMs).map { now &+ $0 * 1_000_000 } ?? .never
+        for p in canonical {
+            manual[name, default: [:]][p] = deadline
+            contributeManual(name, p, deadline, set: set)
+        }
+        return canonical
+    }
+
+    /// Removes manual entries, all or nothing: each must be a current manual entry of the set.
+    @discardableResult
+    public mutating func deleteManual(set name: String, _ entries: [IPPrefix], now: UInt64) throws(ManualEntryError) -> [IPPrefix] {
+        guard config.declaredSet(named: name) != nil else { throw .undeclaredSet(name, declared: config.sets.map(\.name)) }
+        guard !entries.isEmpty else { throw .noElements }
+        expire(now: now)
+        let canonical = entries.map(\.network)
+        for (p, given) in zip(canonical, entries) where manual[name]?[p] == nil { throw .notAManualEntry(given, set: name) }
+        for p in canonical {
+            withdrawManual(name, p)
+            manual[name]?[p] = nil
+        }
+        if manual[name]?.isEmpty == true { manual[name] = nil }
+        return canonical
+    }
+
+    /// Drops manual entries whose deadline has passed (the kernel expires their elements by itself) and
+    /// forgets applied elements that are past due. Never needs a transaction. Returns what expired.
+    @discardableResult
+    public mutating func expire(now: UInt64) -> [(set: String, entry: IPPrefix)] {
+        var gone: [(String, IPPrefix)] = []
+        for (set, entries) in manual {
+            for (p, d) in entries where d != .never && d <= now {
+                withdrawManual(set, p)
+                manual[set]?[p] = nil
+                gone.append((set, p))
+            }
+            if manual[set]?.isEmpty == true { manual[set] = nil }
+        }
+        if var a = applied {
+            var changed = false
+            for (set, els) in a.elements {
+                for (e, d) in els where d != .never && d <= now {
+                    a.elements[set]?[e] = nil
+                    changed = true
+                }
+            }
+            if changed {
+                applied = a
+                for s in a.sets.keys where specs[s]?.isInterval == true { dirtyIntervals.insert(s) }
+            }
+        }
+        return gone
+    }
+
     // MARK: - Outputs
 
-    /// The desired table, materialised.
+    /// The desired table, materialised (keys and deadlines, as the kernel should hold them).
     public var desired: TableState {
-        var elements: [String: Set<SetElement>] = [:]
-        for name in specs.keys { elements[name] = Set((counts[name] ?? [:]).keys) }
+        var elements: [String: [SetElement: Deadline]] = [:]
+        for (name, spec) in specs { elements[name] = desiredElements(name, spec) }
         return TableState(name: config.table, sets: specs, elements: elements)
+    }
+
+    private func desiredElements(_ name: String, _ spec: SetSpec) -> [SetElement: Deadline] {
+        let c = content[name] ?? [:]
+        if spec.isInterval { return Segments.compute(c.map { ($0.key, $0.value.deadline) }) }
+        return c.mapValues(\.deadline)
+    }
+
+    /// Number of desired elements in a set (O(1) for plain sets).
+    public func desiredCount(of set: String) -> Int {
+        guard let spec = specs[set] else { return 0 }
+        return spec.isInterval ? desiredElements(set, spec).count : (content[set]?.count ?? 0)
     }
 
     /// Configured interfaces that no link currently carries the name of, in config order.
@@ -83,25 +198,66 @@ public struct ReconcileState: Sendable {
         return config.interfaces.filter { !present.contains($0.name) }
     }
 
-    /// Number of desired elements in a set (O(1)).
-    public func desiredCount(of set: String) -> Int { counts[set]?.count ?? 0 }
+    /// Contributions to a set with their owners and deadlines, sorted (for `set show`).
+    public func contributions(of set: String) -> [(element: SetElement, owners: [Owner], deadline: Deadline)] {
+        let zone = zoneOfSet[set]
+        return (content[set] ?? [:]).map { ($0.key, $0.value.owners(zone: zone), $0.value.deadline) }
+            .sorted { $0.element < $1.element }
+    }
 
-    /// The one transaction that makes the kernel equal to the desired state; empty if it already is.
-    public func plan() -> Plan {
+    /// The distinct owners contributing to a set.
+    public func owners(of set: String) -> [Owner] {
+        let zone = zoneOfSet[set]
+        var seen = Set<Owner>()
+        for c in (content[set] ?? [:]).values { seen.formUnion(c.owners(zone: zone)) }
+        return seen.sorted()
+    }
+
+    public var setSpecs: [String: SetSpec] { specs }
+
+    /// The one transaction that makes the kernel equal to the desired state at `now`; empty if it already is.
+    /// Call `expire(now:)` first so that nothing past due is planned.
+    public func plan(now: UInt64 = 0) -> Plan {
         guard !needsFullDiff, let applied, applied.name == config.table else {
-            return diff(applied: applied, desired: desired)
+            return diff(applied: applied, desired: desired, now: now)
         }
-        var plan = Plan(table: config.table)
+        var plan = Plan(table: config.table, now: now)
         for (set, elements) in dirty {
-            let want = counts[set] ?? [:]
-            let have = applied.elements[set] ?? []
-            var adds: [SetElement] = []
+            guard let spec = specs[set], !spec.isInterval else { continue }
+            let want = content[set] ?? [:]
+            let have = applied.elements[set] ?? [:]
+            var adds: [PlannedElement] = []
             var removes: [SetElement] = []
             for e in elements {
-                let w = want[e] != nil
-                let h = have.contains(e)
-                if w && !h { adds.append(e) } else if !w && h { removes.append(e) }
+                let w = want[e]?.deadline
+                let h = have[e]
+                switch (w, h) {
+                case (let w?, nil):
+                    if let p = planned(e, w, spec, now: now) { adds.append(p) }
+                case (nil, .some):
+                    removes.append(e)
+                case (let w?, let h?) where !w.isSameDeadline(as: h):
+                    removes.append(e)
+                    if let p = planned(e, w, spec, now: now) { adds.append(p) }
+                default:
+                    break
+                }
             }
+            if !adds.isEmpty { plan.add[set] = adds.sorted() }
+            if !removes.isEmpty { plan.remove[set] = removes.sorted() }
+        }
+        for set in dirtyIntervals {
+            guard let spec = specs[set], spec.isInterval, applied.sets[set] == spec else { continue }
+            let want = desiredElements(set, spec)
+            let have = applied.elements[set] ?? [:]
+            var adds: [PlannedElement] = []
+            var removes: [SetElement] = []
+            for (e, d) in want {
+                if let h = have[e], h.isSameDeadline(as: d) { continue }
+                if have[e] != nil { removes.append(e) }
+                if let p = planned(e, d, spec, now: now) { adds.append(p) }
+            }
+            for e in have.keys where want[e] == nil { removes.append(e) }
             if !adds.isEmpty { plan.add[set] = adds.sorted() }
             if !removes.isEmpty { plan.remove[set] = removes.sorted() }
         }
@@ -112,17 +268,28 @@ public struct ReconcileState: Sendable {
     public mutating func committed(_ plan: Plan) {
         plan.apply(to: &applied)
         dirty.removeAll(keepingCapacity: true)
+        dirtyIntervals.removeAll()
         needsFullDiff = false
     }
 
     // MARK: - Membership bookkeeping
 
     private mutating func rebuild() {
-        counts = [:]
-        for name in specs.keys { counts[name] = [:] }
-        for (s, e) in Desired.configElements(for: config) { counts[s, default: [:]][e, default: 0] += 1 }
+        content = [:]
+        zoneOfSet = [:]
+        for name in specs.keys { content[name] = [:] }
+        for zone in config.zones {
+            zoneOfSet[Desired.v4SetName(zone)] = zone
+            zoneOfSet[Desired.v6SetName(zone)] = zone
+        }
+        for (s, e) in Desired.configElements(for: config) { content[s, default: [:]][e, default: Contributors()].config = true }
         for a in observed.addresses.values { contribute(a, link: observed.links[a.key.ifindex]) }
+        for (set, entries) in manual {
+            guard let s = config.declaredSet(named: set) else { continue }
+            for (p, d) in entries { contributeManual(set, p, d, set: s) }
+        }
         dirty = [:]
+        dirtyIntervals = []
         needsFullDiff = true
     }
 
@@ -130,7 +297,7 @@ public struct ReconcileState: Sendable {
         guard let (s, e) = Desired.contribution(
             of: address, link: link, zoneByInterface: zoneByInterface, policy: config.addressPolicy)
         else { return }
-        counts[s, default: [:]][e, default: 0] += 1
+        content[s, default: [:]][e, default: Contributors()].addresses += 1
         if !needsFullDiff { dirty[s, default: []].insert(e) }
     }
 
@@ -138,9 +305,66 @@ public struct ReconcileState: Sendable {
         guard let (s, e) = Desired.contribution(
             of: address, link: link, zoneByInterface: zoneByInterface, policy: config.addressPolicy)
         else { return }
-        if let n = counts[s]?[e] {
-            counts[s]![e] = n > 1 ? n - 1 : nil
+        if var c = content[s]?[e] {
+            c.addresses -= 1
+            content[s]![e] = c.isEmpty ? nil : c
         }
         if !needsFullDiff { dirty[s, default: []].insert(e) }
+    }
+
+    private mutating func contributeManual(_ name: String, _ p: IPPrefix, _ deadline: Deadline, set: DeclaredSet) {
+        let e = set.element(p)
+        content[name, default: [:]][e, default: Contributors()].manual = deadline
+        markDirty(name, e)
+    }
+
+    private mutating func withdrawManual(_ name: String, _ p: IPPrefix) {
+        guard let set = config.declaredSet(named: name) else { return }
+        let e = set.element(p)
+        if var c = content[name]?[e] {
+            c.manual = nil
+            content[name]![e] = c.isEmpty ? nil : c
+        }
+        markDirty(name, e)
+    }
+
+    private mutating func markDirty(_ set: String, _ e: SetElement) {
+        guard !needsFullDiff else { return }
+        if specs[set]?.isInterval == true { dirtyIntervals.insert(set) } else { dirty[set, default: []].insert(e) }
+    }
+}
+
+/// Why a manual entry request was refused (nothing of it was applied).
+public enum ManualEntryError: Error, Equatable, Sendable, CustomStringConvertible {
+    case undeclaredSet(String, declared: [String])
+    case noElements
+    case timeoutNotAllowed(String)
+    case wrongFamily(IPPrefix, set: String, family: IPFamily)
+    case prefixNeedsInterval(IPPrefix, set: String)
+    case duplicate(IPPrefix)
+    case notAManualEntry(IPPrefix, set: String)
+
+    public var description: String {
+        switch self {
+        case .undeclaredSet(let s, let declared):
+            return "set \(YAMLNode.quoted(s)) is not declared under `sets:`"
+                + (declared.isEmpty ? " (none are)" : " (declared: \(declared.joined(separator: ", ")))")
+        case .noElements: return "no addresses given"
+        case .timeoutNotAllowed(let s): return "set \(s) has no timeout flag; declare it with `flags: [timeout]`"
+        case .wrongFamily(let p, let s, let f):
+            return "\(p.address) is not an \(f == .v4 ? "IPv4" : "IPv6") address (set \(s) holds \(SetKeyType(f)))"
+        case .prefixNeedsInterval(let p, let s): return "\(p) is a prefix; set \(s) has no interval flag"
+        case .duplicate(let p): return "\(p.compactDescription) is given twice"
+        case .notAManualEntry(let p, let s): return "\(p.compactDescription) is not a manual entry of set \(s)"
+        }
+    }
+
+    /// A stable machine-readable code for the control protocol.
+    public var code: String {
+        switch self {
+        case .undeclaredSet: "unknown_set"
+        case .noElements, .duplicate, .wrongFamily, .prefixNeedsInterval, .timeoutNotAllowed: "invalid_argument"
+        case .notAManualEntry: "not_found"
+        }
     }
 }

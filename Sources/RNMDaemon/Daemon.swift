@@ -86,10 +86,17 @@ public enum Daemon {
             ])
 
         let mainThread = pthread_self()
-        let runtime = DaemonRuntime(
-            config: config, configPath: options.configPath, monitor: monitor, backend: backend, logger: logger,
-            loadConfig: { path throws(ConfigError) in try ConfigLoader.load(path: path) },
-            onFinish: { _ = pthread_kill(mainThread, SIGUSR2) })
+        let runtime: DaemonRuntime
+        do {
+            runtime = try DaemonRuntime(
+                config: config, configPath: options.configPath, monitor: monitor, backend: backend, logger: logger,
+                clocks: .system, store: FileStore(directory: config.stateDir), control: config.control,
+                version: version, loadConfig: { path throws(ConfigError) in try ConfigLoader.load(path: path) },
+                onFinish: { _ = pthread_kill(mainThread, SIGUSR2) })
+        } catch {
+            logger.critical("not starting: \(error)")
+            return 1
+        }
         runtime.start()
 
         waiting: while true {
@@ -120,32 +127,45 @@ public enum Daemon {
 }
 
 /// The daemon proper on whatever monitor and backend it is given: the monitor's thread feeds the bus, the
-/// reconciler's thread drains it. `Daemon.run` drives it from signals; tests drive it directly.
+/// reconciler's thread drains it, the control server's thread serves the socket. `Daemon.run` drives it from
+/// signals; tests drive it directly.
 package final class DaemonRuntime: Sendable {
     package let bus = EventBus<DaemonEvent>()
+    package let hub = EventHub()
     private let monitor: any AddressMonitor
     private let reconciler: Reconciler
+    private let server: ControlServer?
     private let logger: Logger
     private let onFinish: @Sendable () -> Void
     private let result = Mutex<Int32?>(nil)
     private let finished = Completion()
 
+    /// Sets up everything that can fail before any thread starts (the control socket in particular).
     package init(
         config: Config, configPath: String, monitor: any AddressMonitor, backend: any FirewallBackend,
-        logger: Logger, retry: RetryPolicy = RetryPolicy(),
+        logger: Logger, retry: RetryPolicy = RetryPolicy(), clocks: Clocks, store: (any ManualEntryStore)? = nil,
+        control: ControlConfig? = nil, controlLimits: ControlLimits = ControlLimits(), version: String = "dev",
         loadConfig: @escaping @Sendable (String) throws(ConfigError) -> Config,
         onConverged: @escaping @Sendable (Int) -> Void = { _ in },
         onFinish: @escaping @Sendable () -> Void = {}
-    ) {
+    ) throws {
         self.monitor = monitor
         self.logger = logger
         self.onFinish = onFinish
         reconciler = Reconciler(
             config: config, configPath: configPath, bus: bus, backend: backend, logger: logger, retry: retry,
-            loadConfig: loadConfig, onConverged: onConverged)
+            clocks: clocks, store: store, hub: hub, version: version, loadConfig: loadConfig, onConverged: onConverged)
+        if let control {
+            let server = try ControlServer(
+                config: control, bus: bus, hub: hub, logger: logger, limits: controlLimits, version: version, clocks: clocks)
+            try server.open()
+            self.server = server
+        } else {
+            server = nil
+        }
     }
 
-    /// Starts the monitor thread and the reconciler thread.
+    /// Starts the monitor, reconciler and control threads.
     package func start() {
         let bus = bus
         let monitor = monitor
@@ -172,11 +192,13 @@ package final class DaemonRuntime: Sendable {
                 code = 1
             }
             monitor.stop()
+            server?.stop()
             bus.close()
             result.withLock { $0 = code }
             finished.signal()
             onFinish()
         }
+        server?.start()
     }
 
     /// Re-read the config (SIGHUP).
@@ -186,6 +208,7 @@ package final class DaemonRuntime: Sendable {
     package func shutdown() {
         bus.close()
         monitor.stop()
+        server?.stop()
     }
 
     package var isFinished: Bool { result.withLock { $0 != nil } }
@@ -197,6 +220,21 @@ package final class DaemonRuntime: Sendable {
         guard finished.wait(timeout: timeout), let code = result.withLock({ $0 }) else { return nil }
         return (code, reconciler.counters)
     }
+}
+
+extension Clocks {
+    /// CLOCK_MONOTONIC and CLOCK_REALTIME.
+    package static let system = Clocks(
+        monotonic: {
+            var ts = timespec()
+            clock_gettime(CLOCK_MONOTONIC, &ts)
+            return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+        },
+        wall: {
+            var ts = timespec()
+            clock_gettime(CLOCK_REALTIME, &ts)
+            return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+        })
 }
 
 /// A one-shot event a thread can wait for with a timeout.

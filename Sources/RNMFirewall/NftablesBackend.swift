@@ -104,9 +104,10 @@ public final class NftablesBackend: FirewallBackend {
         try socket.withLock { sock in
             guard try tableExists(table, sock) else { return nil }
             var state = TableState(name: table)
+            let now = Self.monotonicNow()
             for spec in try dumpSets(table, sock) {
                 state.sets[spec.name] = spec
-                state.elements[spec.name] = try dumpElements(table, spec, sock)
+                state.elements[spec.name] = Self.assemble(try dumpElements(table, spec, sock), spec: spec, now: now)
             }
             return state
         }
@@ -171,17 +172,26 @@ public final class NftablesBackend: FirewallBackend {
         return specs
     }
 
+    /// One element as the kernel lists it.
+    struct RawElement: Hashable {
+        var key: [UInt8]
+        var isEnd: Bool
+        /// Remaining lifetime in milliseconds, if the element has a timeout.
+        var expiresInMs: UInt64?
+    }
+
     /// A set's elements, read until two consecutive dumps agree.
     ///
     /// The kernel resumes a set dump by skipping the elements it already sent; if the set's hash table is
     /// resized in between (it is, right after a large insert), the order changes and a single dump repeats
-    /// some elements and misses others. Seen here on 20,000-element sets. Two equal dumps in a row mean no
-    /// resize happened across them.
-    private func dumpElements(_ table: String, _ spec: SetSpec, _ sock: MnlSocket) throws -> Set<SetElement> {
+    /// some elements and misses others. Seen here on 20,000-element sets. Two equal dumps in a row (keys and
+    /// flags; remaining lifetimes keep ticking) mean no resize happened across them.
+    private func dumpElements(_ table: String, _ spec: SetSpec, _ sock: MnlSocket) throws -> [RawElement] {
+        func shape(_ xs: [RawElement]) -> Set<[UInt8]> { Set(xs.map { $0.key + [$0.isEnd ? 1 : 0] }) }
         var previous = try dumpElementsOnce(table, spec, sock)
         for _ in 0..<20 {
             let current = try dumpElementsOnce(table, spec, sock)
-            if current == previous { return current }
+            if current.count == previous.count, shape(current) == shape(previous) { return current }
             previous = current
             var ts = timespec(tv_sec: 0, tv_nsec: 10_000_000)
             nanosleep(&ts, nil)
@@ -189,32 +199,96 @@ public final class NftablesBackend: FirewallBackend {
         throw FirewallError("list elements of set \(spec.name): the kernel's dumps did not settle", errno: EAGAIN)
     }
 
-    private func dumpElementsOnce(_ table: String, _ spec: SetSpec, _ sock: MnlSocket) throws -> Set<SetElement> {
+    private func dumpElementsOnce(_ table: String, _ spec: SetSpec, _ sock: MnlSocket) throws -> [RawElement] {
         if case .other = spec.type { return [] }
         let seq = try request(
             NFT_MSG_GETSETELEM, dump: true,
             [(UInt16(NFTA_SET_ELEM_LIST_TABLE.rawValue), table), (UInt16(NFTA_SET_ELEM_LIST_SET.rawValue), spec.name)],
             sock)
-        var out = Set<SetElement>()
+        var out: [RawElement] = []
         try receiveUntilDone(sock, sequence: seq, dump: true) { nlh in
             Attributes.forEachInNfMessage(nlh) { a in
                 guard Int(Attributes.type(a)) == Int(NFTA_SET_ELEM_LIST_ELEMENTS.rawValue) else { return }
                 Attributes.forEachNested(a) { item in
+                    var raw = RawElement(key: [], isEnd: false, expiresInMs: nil)
                     Attributes.forEachNested(item) { field in
-                        guard Int(Attributes.type(field)) == Int(NFTA_SET_ELEM_KEY.rawValue) else { return }
-                        Attributes.forEachNested(field) { data in
-                            guard Int(Attributes.type(data)) == Int(NFTA_DATA_VALUE.rawValue),
-                                let e = SetElement(keyBytes: Attributes.bytes(data), type: spec.type)
-                            else { return }
-                            out.insert(e)
+                        switch Int(Attributes.type(field)) {
+                        case Int(NFTA_SET_ELEM_KEY.rawValue):
+                            Attributes.forEachNested(field) { data in
+                                if Int(Attributes.type(data)) == Int(NFTA_DATA_VALUE.rawValue) {
+                                    raw.key = Array(Attributes.bytes(data))
+                                }
+                            }
+                        case Int(NFTA_SET_ELEM_FLAGS.rawValue):
+                            raw.isEnd = (Attributes.u32(field) ?? 0) & UInt32(NFT_SET_ELEM_INTERVAL_END.rawValue) != 0
+                        case Int(NFTA_SET_ELEM_EXPIRATION.rawValue):
+                            raw.expiresInMs = Attributes.u64(field)
+                        default:
+                            break
                         }
                     }
+                    if !raw.key.isEmpty { out.append(raw) }
                 }
             }
         } onError: { e in
             throw FirewallError("list elements of set \(spec.name)", errno: e)
         }
         return out
+    }
+
+    /// Turns listed elements into our elements: plain keys, or for interval sets start/end pairs into ranges
+    /// (an end without a start, left behind by an expiry, becomes an end marker to remove).
+    static func assemble(_ raw: [RawElement], spec: SetSpec, now: UInt64) -> [SetElement: Deadline] {
+        func deadline(_ r: RawElement) -> Deadline {
+            r.expiresInMs.map { now &+ $0 * 1_000_000 } ?? .never
+        }
+        var out: [SetElement: Deadline] = [:]
+        guard spec.isInterval, let family = spec.type.family else {
+            for r in raw {
+                if let e = SetElement(keyBytes: r.key, type: spec.type) { out[e] = deadline(r) }
+            }
+            return out
+        }
+        // Sort by key; at equal keys the end of one range comes before the start of the next.
+        let sorted = raw.compactMap { r -> (IPv6Address, RawElement)? in
+            guard let a = IPAddress(bytes: r.key) else { return nil }
+            switch a {
+            case .v4(let x): return (IPv6Address(high: 0, low: UInt64(x.value)), r)
+            case .v6(let x): return (x, r)
+            }
+        }.sorted { ($0.0, $0.1.isEnd ? 0 : 1) < ($1.0, $1.1.isEnd ? 0 : 1) }
+        func element(_ lo: IPv6Address, _ hi: IPv6Address) -> SetElement {
+            family == .v4
+                ? .ipv4Range(IPv4Address(UInt32(truncatingIfNeeded: lo.low)), IPv4Address(UInt32(truncatingIfNeeded: hi.low)))
+                : .ipv6Range(lo, hi)
+        }
+        func end(_ k: IPv6Address) -> SetElement {
+            family == .v4 ? .ipv4End(IPv4Address(UInt32(truncatingIfNeeded: k.low))) : .ipv6End(k)
+        }
+        let top = family == .v4 ? IPv6Address(high: 0, low: UInt64(UInt32.max)) : IPv6Address(high: .max, low: .max)
+        var open: (IPv6Address, RawElement)? = nil
+        for (k, r) in sorted {
+            if r.isEnd {
+                if let (s, sr) = open, let hi = k.predecessor, s <= hi {
+                    out[element(s, hi)] = deadline(sr)
+                    open = nil
+                } else {
+                    out[end(k)] = .never
+                }
+            } else {
+                if let (s, sr) = open, let hi = k.predecessor { out[element(s, hi)] = deadline(sr) }
+                open = (k, r)
+            }
+        }
+        if let (s, sr) = open { out[element(s, top)] = deadline(sr) }
+        return out
+    }
+
+    /// CLOCK_MONOTONIC in nanoseconds: the clock deadlines are kept on (the kernel's timeouts run on it too).
+    public static func monotonicNow() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 
     /// Receives replies for `sequence` until NLMSG_DONE (dumps) or the acknowledgement.
@@ -321,6 +395,7 @@ private final class Batch {
                 nftnl_set_set_u32(s, UInt16(NFTNL_SET_KEY_TYPE.rawValue), spec.type.nftTypeID)
                 nftnl_set_set_u32(s, UInt16(NFTNL_SET_KEY_LEN.rawValue), spec.type.keyLength)
                 nftnl_set_set_u32(s, UInt16(NFTNL_SET_ID.rawValue), id)
+                if let ms = spec.timeoutMs { nftnl_set_set_u64(s, UInt16(NFTNL_SET_TIMEOUT.rawValue), ms) }
                 // nft's user data: the key's byte order (1 host, 2 big endian), so `nft list` prints keys right.
                 var udata: [UInt8] = [UInt8(NFTNL_UDATA_SET_KEYBYTEORDER.rawValue), 4]
                 let order: UInt32 = spec.type == .ifname ? 1 : 2
@@ -330,24 +405,55 @@ private final class Batch {
             }
         }
         for (name, elements) in plan.remove.sorted(by: { $0.key < $1.key }) where !elements.isEmpty {
-            elementMessages(NFT_MSG_DELSETELEM, flags: 0, table: plan.table, set: name, elements, verb: "remove", preposition: "from")
+            let wire = elements.flatMap { Self.wireElements(PlannedElement($0)) }
+            elementMessages(
+                NFT_MSG_DELSETELEM, flags: 0, table: plan.table, set: name, wire, count: elements.count,
+                verb: "remove", preposition: "from")
         }
         for (name, elements) in plan.add.sorted(by: { $0.key < $1.key }) where !elements.isEmpty {
-            elementMessages(NFT_MSG_NEWSETELEM, flags: NLM_F_CREATE, table: plan.table, set: name, elements, verb: "add", preposition: "to")
+            let wire = elements.flatMap { Self.wireElements($0) }
+            elementMessages(
+                NFT_MSG_NEWSETELEM, flags: NLM_F_CREATE, table: plan.table, set: name, wire, count: elements.count,
+                verb: "add", preposition: "to")
         }
         _ = nftnl_batch_end(cursor, sequence)
         advance()
     }
 
+    /// What the kernel sees of one element: a key, maybe the interval-end flag, maybe a timeout.
+    struct WireElement {
+        var key: SetElement
+        var isEnd: Bool
+        var timeoutMs: UInt64?
+    }
+
+    /// A range becomes its start (carrying the timeout) and, unless it runs to the top of the address space,
+    /// an end marker at the address after it: how nftables stores intervals.
+    static func wireElements(_ e: PlannedElement) -> [WireElement] {
+        switch e.element {
+        case .ipv4Range(let lo, let hi):
+            var out = [WireElement(key: .ipv4(lo), isEnd: false, timeoutMs: e.timeoutMs)]
+            if hi.value != .max { out.append(WireElement(key: .ipv4(IPv4Address(hi.value + 1)), isEnd: true)) }
+            return out
+        case .ipv6Range(let lo, let hi):
+            var out = [WireElement(key: .ipv6(lo), isEnd: false, timeoutMs: e.timeoutMs)]
+            if let next = hi.successor { out.append(WireElement(key: .ipv6(next), isEnd: true)) }
+            return out
+        case .ipv4End(let a): return [WireElement(key: .ipv4(a), isEnd: true)]
+        case .ipv6End(let a): return [WireElement(key: .ipv6(a), isEnd: true)]
+        default: return [WireElement(key: e.element, isEnd: false, timeoutMs: e.timeoutMs)]
+        }
+    }
+
     /// As many messages as the 64 KiB nested-attribute limit requires; all inside this one transaction.
     ///
     /// Elements are encoded straight into the batch buffer (what libnftnl's element objects would produce,
-    /// without an allocation per element): NFTA_LIST_ELEM { NFTA_SET_ELEM_KEY { NFTA_DATA_VALUE key } }.
+    /// without an allocation per element): NFTA_LIST_ELEM { [FLAGS] KEY { DATA_VALUE } [TIMEOUT] }.
     private func elementMessages(
-        _ type: nf_tables_msg_types, flags: Int32, table: String, set: String, _ elements: [SetElement],
-        verb: String, preposition: String
+        _ type: nf_tables_msg_types, flags: Int32, table: String, set: String, _ elements: [WireElement],
+        count: Int, verb: String, preposition: String
     ) {
-        let what = "\(verb) \(elements.count) element\(elements.count == 1 ? "" : "s") \(preposition) \(set)"
+        let what = "\(verb) \(count) element\(count == 1 ? "" : "s") \(preposition) \(set)"
         var next = 0
         while next < elements.count {
             message(type, flags: flags, what) { nlh in
@@ -376,26 +482,35 @@ private final class Batch {
 
     private static let nested = UInt16(NLA_F_NESTED)
 
-    /// Bytes one element takes: three attribute headers around the key, padded to 4.
-    private static func encodedSize(_ e: SetElement) -> Int {
-        switch e {
-        case .ipv4: 12 + 4
-        case .ipv6, .ifname: 12 + 16
-        }
+    private static func keyLength(_ e: SetElement) -> Int {
+        if case .ipv4 = e { return 4 }
+        return 16
     }
 
-    /// Writes one NFTA_LIST_ELEM at `p` (4-byte aligned, room for `encodedSize(e)` bytes).
-    private static func encode(_ e: SetElement, at p: UnsafeMutableRawPointer) {
-        let keyLength = encodedSize(e) - 12
-        func header(_ offset: Int, length: Int, type: UInt16) {
-            p.storeBytes(of: UInt16(length), toByteOffset: offset, as: UInt16.self)
-            p.storeBytes(of: type, toByteOffset: offset + 2, as: UInt16.self)
+    /// Bytes one element takes: the list-element and key headers, optional flags and timeout, the key.
+    private static func encodedSize(_ w: WireElement) -> Int {
+        12 + keyLength(w.key) + (w.isEnd ? 8 : 0) + (w.timeoutMs != nil ? 12 : 0)
+    }
+
+    /// Writes one NFTA_LIST_ELEM at `p` (4-byte aligned, room for `encodedSize(w)` bytes).
+    private static func encode(_ w: WireElement, at p: UnsafeMutableRawPointer) {
+        let keyLength = keyLength(w.key)
+        var off = 0
+        func header(length: Int, type: UInt16) {
+            p.storeBytes(of: UInt16(length), toByteOffset: off, as: UInt16.self)
+            p.storeBytes(of: type, toByteOffset: off + 2, as: UInt16.self)
+            off += 4
         }
-        header(0, length: 12 + keyLength, type: UInt16(NFTA_LIST_ELEM.rawValue) | nested)
-        header(4, length: 8 + keyLength, type: UInt16(NFTA_SET_ELEM_KEY.rawValue) | nested)
-        header(8, length: 4 + keyLength, type: UInt16(NFTA_DATA_VALUE.rawValue))
-        let key = p + 12
-        switch e {
+        header(length: encodedSize(w), type: UInt16(NFTA_LIST_ELEM.rawValue) | nested)
+        if w.isEnd {
+            header(length: 8, type: UInt16(NFTA_SET_ELEM_FLAGS.rawValue))
+            p.storeBytes(of: UInt32(NFT_SET_ELEM_INTERVAL_END.rawValue).bigEndian, toByteOffset: off, as: UInt32.self)
+            off += 4
+        }
+        header(length: 8 + keyLength, type: UInt16(NFTA_SET_ELEM_KEY.rawValue) | nested)
+        header(length: 4 + keyLength, type: UInt16(NFTA_DATA_VALUE.rawValue))
+        let key = p + off
+        switch w.key {
         case .ipv4(let a):
             key.storeBytes(of: a.value.bigEndian, as: UInt32.self)
         case .ipv6(let a):
@@ -408,6 +523,13 @@ private final class Batch {
                 key.storeBytes(of: b, toByteOffset: i, as: UInt8.self)
                 i += 1
             }
+        default:
+            preconditionFailure("wire elements carry plain keys")
+        }
+        off += keyLength
+        if let ms = w.timeoutMs {
+            header(length: 12, type: UInt16(NFTA_SET_ELEM_TIMEOUT.rawValue))
+            p.storeBytes(of: ms.bigEndian, toByteOffset: off, as: UInt64.self)
         }
     }
 

@@ -40,6 +40,14 @@ public final class RecordingFirewall: FirewallBackend {
         state.withLock { body(&$0.tables[name]) }
     }
 
+    static func overlaps(_ a: SetElement, _ b: SetElement) -> Bool {
+        switch (a, b) {
+        case (.ipv4Range(let a0, let a1), .ipv4Range(let b0, let b1)): return a0 <= b1 && b0 <= a1
+        case (.ipv6Range(let a0, let a1), .ipv6Range(let b0, let b1)): return a0 <= b1 && b0 <= a1
+        default: return false
+        }
+    }
+
     public func readBack(table: String) throws -> TableState? {
         try state.withLock { s in
             s.readBacks += 1
@@ -73,19 +81,28 @@ public final class RecordingFirewall: FirewallBackend {
                     throw Failure(description: "set \(spec.name) exists with another type")
                 }
                 table.sets[spec.name] = spec
-                table.elements[spec.name] = table.elements[spec.name] ?? []
+                table.elements[spec.name] = table.elements[spec.name] ?? [:]
             }
             for (name, els) in plan.remove {
                 guard table.sets[name] != nil else { throw Failure(description: "no set \(name)") }
                 for e in els {
-                    guard table.elements[name]!.remove(e) != nil else { throw Failure(description: "no element \(e) in \(name)") }
+                    guard table.elements[name]!.removeValue(forKey: e) != nil else {
+                        throw Failure(description: "no element \(e) in \(name)")
+                    }
                 }
             }
             for (name, els) in plan.add {
                 guard let spec = table.sets[name] else { throw Failure(description: "no set \(name)") }
                 for e in els {
-                    guard e.keyType == spec.type else { throw Failure(description: "wrong type for \(name)") }
-                    table.elements[name]!.insert(e)
+                    guard e.element.keyType == spec.type else { throw Failure(description: "wrong type for \(name)") }
+                    guard e.element.isRange == spec.isInterval else { throw Failure(description: "range/interval mismatch in \(name)") }
+                    if e.timeoutMs != nil && !spec.flags.contains(.timeout) {
+                        throw Failure(description: "timeout on an element of \(name), which has no timeout flag")
+                    }
+                    if spec.isInterval, let overlap = table.elements[name]!.keys.first(where: { Self.overlaps($0, e.element) }) {
+                        throw Failure(description: "\(e.element) overlaps \(overlap) in \(name)")
+                    }
+                    table.elements[name]![e.element] = plan.deadline(of: e, in: spec)
                 }
             }
             t = table

@@ -23,3 +23,19 @@ int RNM_pthread_setname(pthread_t thread, const char *name);
 #include <sys/types.h>
 /// gettid() (glibc only declares it with _GNU_SOURCE).
 pid_t RNM_gettid(void);
+
+#include <stdint.h>
+/// SO_PEERCRED (struct ucred needs _GNU_SOURCE). Returns 0 or -1 with errno.
+int RNM_peer_cred(int fd, uint32_t *pid, uint32_t *uid, uint32_t *gid);
+
+/// SO_PEERGROUPS (Linux 4.13): the peer's supplementary groups, at most `max`. Returns the count or -1.
+int RNM_peer_groups(int fd, uint32_t *groups, int max);
+
+/// getgrnam_r: the gid of a group name. Returns 0, or -1 if there is no such group.
+int RNM_group_id(const char *name, uint32_t *gid);
+
+/// umask(2) around bind so a socket is created with its final mode (no window with a wider one).
+int RNM_bind_unix(int fd, const char *path, unsigned int mode);
+
+/// accept4(2) with SOCK_NONBLOCK | SOCK_CLOEXEC (needs _GNU_SOURCE).
+int RNM_accept_nonblocking(int fd);
