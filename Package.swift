@@ -30,8 +30,10 @@ let package = Package(
     name: "rnm",
     products: [
         .executable(name: "rnmd", targets: ["rnmd"]),
+        .executable(name: "rnmctl", targets: ["rnmctl"]),
     ],
     dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
@@ -64,6 +66,8 @@ let package = Package(
             ]
         ),
 
+        .target(name: "RNMControlClient", dependencies: ["RNMCore"]),
+
         // MARK: Fakes shipped for tests
         .target(name: "RNMTesting", dependencies: ["RNMCore"]),
 
@@ -74,6 +78,14 @@ let package = Package(
             // Link only the Swift runtime libraries the daemon uses: every module's implicit
             // _StringProcessing import would otherwise map ~1 MiB of regex support into an idle daemon.
             linkerSettings: [.unsafeFlags(["-Xlinker", "--as-needed"])]
+        ),
+
+        .executableTarget(
+            name: "rnmctl",
+            dependencies: [
+                "RNMCore", "RNMControlClient", "CRNMVersion",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
         ),
 
         // MARK: Benchmarks (in-process parts; see Benchmarks/run.py for the end-to-end ones)

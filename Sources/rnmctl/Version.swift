@@ -1,0 +1,5 @@
+import CRNMVersion
+
+enum RNMVersionInfo {
+    static let version = String(cString: rnm_version())
+}
