@@ -171,7 +171,7 @@ public enum ConfigDecoder {
                         r.fail(el.mark, epath, "\(p) is a prefix; a set holding prefixes needs `flags: [interval]`")
                         ok = false
                     } else if !seenEl.insert(p).inserted {
-                        r.fail(el.mark, epath, "\(p) is listed twice")
+                        r.fail(el.mark, epath, "\(p.compactDescription) is listed twice")
                         ok = false
                     } else {
                         elements.append(p)

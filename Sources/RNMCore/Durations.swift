@@ -10,7 +10,7 @@ public enum Durations {
         }
         var total: UInt64 = 0
         var i = 0
-        var lastUnit = Int.max
+        var lastUnit = -1
         while i < s.count {
             var n: UInt64 = 0
             var digits = 0
@@ -30,7 +30,7 @@ public enum Durations {
             guard let rank = table.firstIndex(where: { $0.0 == unit }) else {
                 return .failure(DurationError(text: text, reason: unit.isEmpty ? "missing a unit (s, m, h, d, w)" : "unknown unit \"\(unit)\""))
             }
-            guard rank < lastUnit || lastUnit == Int.max else {
+            guard rank > lastUnit else {
                 return .failure(DurationError(text: text, reason: "units must go from large to small, each once"))
             }
             lastUnit = rank

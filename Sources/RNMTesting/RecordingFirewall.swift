@@ -35,6 +35,18 @@ public final class RecordingFirewall: FirewallBackend {
     public func failNextCommits(_ n: Int) { state.withLock { $0.failCommits = n } }
     public func failNextReadBacks(_ n: Int) { state.withLock { $0.failReadBacks = n } }
 
+    /// What the kernel's own timeouts do: elements whose deadline has passed are gone.
+    public func expire(now: UInt64) {
+        state.withLock { s in
+            for (name, var t) in s.tables {
+                for (set, els) in t.elements {
+                    t.elements[set] = els.filter { $0.value == .never || $0.value > now }
+                }
+                s.tables[name] = t
+            }
+        }
+    }
+
     /// Changes the "kernel" behind the daemon's back (drift).
     public func mutate(_ name: String, _ body: (inout TableState?) -> Void) {
         state.withLock { body(&$0.tables[name]) }

@@ -13,6 +13,12 @@ import Testing
         ])
         #expect(config.addressPolicy == AddressPolicy(linkLocal: true, deprecated: false, temporary: false))
         #expect(config.zones == ["wan", "lan", "vpn"])
+        #expect(config.sets == [
+            DeclaredSet(name: "blocklist_v4", family: .v4, interval: true, timeoutFlag: true, defaultTimeoutMs: 3_600_000),
+            DeclaredSet(name: "trusted_v6", family: .v6, interval: true, elements: [IPPrefix("2001:db8:100::/48")!]),
+        ])
+        #expect(config.control == ControlConfig(socket: "/run/rnm/ctl.sock", group: "4242"))
+        #expect(config.stateDir == "/var/lib/rnm-test")
     }
 
     @Test func shippedDefaultConfig_isValid() throws {

@@ -20,7 +20,7 @@ final class Harness: Sendable {
         reconciler = Reconciler(
             config: config, configPath: "/test/config.yaml", bus: bus, backend: firewall,
             logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
-            retry: RetryPolicy(initial: .milliseconds(5), maximum: .milliseconds(20)),
+            retry: RetryPolicy(initial: .milliseconds(5), maximum: .milliseconds(20)), clocks: .system,
             loadConfig: { _ throws(ConfigError) in try next.get() })
     }
 
@@ -97,7 +97,7 @@ func withRunning(_ h: Harness, _ body: () async throws -> Void) async throws {
     @Test func start_readsBackThenWaitsForTheDump_thenCommitsOnce() async throws {
         // A table left by a previous run, with a stale element and a missing one.
         var old = Desired.compute(config: Harness.config, observed: ObservedState())
-        old.elements["wan_v4"] = [.ipv4(IPv4Address("203.0.113.1")!)]
+        old.elements["wan_v4"] = [.ipv4(IPv4Address("203.0.113.1")!): .never]
         let h = Harness(kernel: [old])
         let addrs = [Harness.addr(2, "198.51.100.7/24"), Harness.addr(3, "2001:db8::1/64")]
         try await withRunning(h) {
@@ -182,7 +182,7 @@ func withRunning(_ h: Harness, _ body: () async throws -> Void) async throws {
             h.bus.send(.snapshot(links: Harness.links, addresses: [a, b], overrun: false))
             #expect(await eventually { h.kernel() == h.desired([a, b]) })
             // Someone deletes our element behind our back; then the address really goes away.
-            h.firewall.mutate("t") { $0!.elements["wan_v4"]!.remove(.ipv4(IPv4Address("198.51.100.7")!)) }
+            h.firewall.mutate("t") { $0!.elements["wan_v4"]!.removeValue(forKey: .ipv4(IPv4Address("198.51.100.7")!)) }
             h.bus.send(.net([.addressRemoved(a.key), .addressChanged(Harness.addr(2, "198.51.100.9/24"))]))
             let want = h.desired([b, Harness.addr(2, "198.51.100.9/24")])
             #expect(await eventually { h.kernel() == want })
@@ -273,9 +273,9 @@ func withRunning(_ h: Harness, _ body: () async throws -> Void) async throws {
         ])
         let firewall = RecordingFirewall()
         let finished = Completion()
-        let runtime = DaemonRuntime(
+        let runtime = try DaemonRuntime(
             config: Harness.config, configPath: "/t.yaml", monitor: monitor, backend: firewall, logger: Self.logger,
-            loadConfig: { _ throws(ConfigError) in Harness.config }, onFinish: { finished.signal() })
+            clocks: .system, loadConfig: { _ throws(ConfigError) in Harness.config }, onFinish: { finished.signal() })
         runtime.start()
         #expect(await eventually { firewall.commits.count == 1 })
         monitor.emit(.events([.addressChanged(Harness.addr(3, "10.0.0.1/24"))]))
@@ -298,9 +298,9 @@ func withRunning(_ h: Harness, _ body: () async throws -> Void) async throws {
     @Test func monitorThatCannotRun_makesTheDaemonExit1() throws {
         let monitor = ScriptedMonitor()
         monitor.fail("cannot open socket")
-        let runtime = DaemonRuntime(
+        let runtime = try DaemonRuntime(
             config: Harness.config, configPath: "/t.yaml", monitor: monitor, backend: RecordingFirewall(),
-            logger: Self.logger, loadConfig: { _ throws(ConfigError) in Harness.config })
+            logger: Self.logger, clocks: .system, loadConfig: { _ throws(ConfigError) in Harness.config })
         runtime.start()
         let result = try #require(runtime.wait(timeout: .seconds(5)))
         #expect(result.code == 1)
