@@ -48,6 +48,8 @@ package final class ControlServer: @unchecked Sendable {
     private var conns: [Int: Connection] = [:]
     private var nextID = 1
     private var groupID: UInt32? = nil
+    /// Signalled when the loop has closed everything and removed the socket.
+    package let finished = Completion()
 
     private final class Connection {
         let id: Int
@@ -252,6 +254,7 @@ package final class ControlServer: @unchecked Sendable {
         // Remove the socket only if it is still ours (not replaced by another instance meanwhile).
         var st = stat()
         if lstat(config.socket, &st) == 0, (UInt64(st.st_dev), UInt64(st.st_ino)) == socketInode { unlink(config.socket) }
+        finished.signal()
     }
 
     private func pollTimeout() -> Int32 {

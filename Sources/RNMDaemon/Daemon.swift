@@ -218,6 +218,8 @@ package final class DaemonRuntime: Sendable {
     /// Waits for the reconciler to stop; nil if it did not within `timeout`.
     package func wait(timeout: Duration) -> (code: Int32, counters: Counters)? {
         guard finished.wait(timeout: timeout), let code = result.withLock({ $0 }) else { return nil }
+        // The control thread removes the socket as it stops; let it finish (it never blocks for long).
+        _ = server?.finished.wait(timeout: timeout)
         return (code, reconciler.counters)
     }
 }
@@ -238,13 +240,15 @@ extension Clocks {
 }
 
 /// A one-shot event a thread can wait for with a timeout.
-final class Completion: Sendable {
+package final class Completion: Sendable {
     private let bus = EventBus<Bool>(capacity: 1)
 
-    func signal() { bus.close() }
+    package init() {}
+
+    package func signal() { bus.close() }
 
     /// True once `signal()` was called; false if `timeout` passed first.
-    func wait(timeout: Duration) -> Bool { !bus.pause(timeout) }
+    package func wait(timeout: Duration) -> Bool { !bus.pause(timeout) }
 }
 
 /// Writes to fd 2 directly (the C `stderr` global is not concurrency-safe to touch from Swift 6).

@@ -393,6 +393,12 @@ package final class Reconciler: Sendable {
                 publish([("event", .string("reload")), ("ok", .bool(true)), ("generation", .int(generation)), ("changed", .bool(false))])
                 return .success(result)
             }
+            if new.control != state.config.control {
+                logger.warning("reload: control socket settings changed; they take effect when rnmd restarts")
+            }
+            if new.stateDir != state.config.stateDir {
+                logger.warning("reload: state_dir changed; it takes effect when rnmd restarts")
+            }
             revertTo = state.config
             let dropped = state.replaceConfig(new, now: now())
             for (set, p) in dropped {
@@ -422,30 +428,37 @@ package final class Reconciler: Sendable {
                 }
                 return .success(r)
             case .setAdd(let name, let elements, let timeout):
+                var next = state
+                let added: [IPPrefix]
                 do {
-                    let added = try state.addManual(set: name, elements, timeoutMs: timeout, now: t)
-                    owner.count { $0.manualAdded += added.count }
-                    manualDirty = true
-                    let list = JSON.array(added.map { .string($0.compactDescription) })
-                    let suffix = timeout.map { " timeout \(Durations.format(ms: $0))" } ?? ""
-                    logger.info("manual add to \(name): \(added.map(\.compactDescription).joined(separator: " "))\(suffix)")
-                    publish([("event", .string("manual")), ("op", .string("add")), ("set", .string(name)), ("elements", list)])
-                    return .success(.object([("set", .string(name)), ("added", list)]))
+                    added = try next.addManual(set: name, elements, timeoutMs: timeout, now: t)
                 } catch {
                     return .failure(ControlError(error.code, error.description))
                 }
+                // On disk before the answer: an acknowledged entry survives a crash right after it.
+                if let e = persist(next) { return .failure(e) }
+                state = next
+                owner.count { $0.manualAdded += added.count }
+                let list = JSON.array(added.map { .string($0.compactDescription) })
+                let suffix = timeout.map { " timeout \(Durations.format(ms: $0))" } ?? ""
+                logger.info("manual add to \(name): \(added.map(\.compactDescription).joined(separator: " "))\(suffix)")
+                publish([("event", .string("manual")), ("op", .string("add")), ("set", .string(name)), ("elements", list)])
+                return .success(.object([("set", .string(name)), ("added", list)]))
             case .setDel(let name, let elements):
+                var next = state
+                let removed: [IPPrefix]
                 do {
-                    let removed = try state.deleteManual(set: name, elements, now: t)
-                    owner.count { $0.manualRemoved += removed.count }
-                    manualDirty = true
-                    let list = JSON.array(removed.map { .string($0.compactDescription) })
-                    logger.info("manual delete from \(name): \(removed.map(\.compactDescription).joined(separator: " "))")
-                    publish([("event", .string("manual")), ("op", .string("delete")), ("set", .string(name)), ("elements", list)])
-                    return .success(.object([("set", .string(name)), ("removed", list)]))
+                    removed = try next.deleteManual(set: name, elements, now: t)
                 } catch {
                     return .failure(ControlError(error.code, error.description))
                 }
+                if let e = persist(next) { return .failure(e) }
+                state = next
+                owner.count { $0.manualRemoved += removed.count }
+                let list = JSON.array(removed.map { .string($0.compactDescription) })
+                logger.info("manual delete from \(name): \(removed.map(\.compactDescription).joined(separator: " "))")
+                publish([("event", .string("manual")), ("op", .string("delete")), ("set", .string(name)), ("elements", list)])
+                return .success(.object([("set", .string(name)), ("removed", list)]))
             case .reload:
                 return reload()
             case .metrics:
@@ -524,6 +537,21 @@ package final class Reconciler: Sendable {
                 if decoded.expired > 0 { manualDirty = true }
             } catch {
                 logger.error("cannot restore manual entries, starting without them: \(error)")
+            }
+        }
+
+        /// Writes the manual entries of `candidate`; nil on success, else the error to answer with (and the
+        /// candidate is not adopted: nothing changes).
+        mutating func persist(_ candidate: ReconcileState) -> ControlError? {
+            guard let store = owner.store else { return nil }
+            let text = ManualStore.encode(candidate.manual, monoNow: now(), wallNow: wall())
+            do {
+                try store.save(Array(text.utf8))
+                manualDirty = false
+                return nil
+            } catch {
+                logger.error("cannot save manual entries: \(error)")
+                return ControlError("persist_failed", "the entry was not applied: cannot save the state file: \(error)")
             }
         }
 

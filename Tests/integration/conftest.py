@@ -28,13 +28,18 @@ ns2 = pytest.fixture(_namespace, name="ns2")
 
 
 @pytest.fixture
-def daemons(tmp_path):
-    """Starts daemons for a test (config and log under the test's tmp_path, which pytest keeps for the last
-    few runs); stops every one of them afterwards (SIGTERM, then SIGKILL)."""
+def daemons(request):
+    """Starts daemons for a test; stops every one of them afterwards (SIGTERM, then SIGKILL). Config, log,
+    control socket and state live in a directory others may traverse (the permission tests run rnmctl as
+    other users), removed afterwards unless the test failed or RNM_KEEP is set."""
+    import shutil
+    import tempfile
+    workdir = tempfile.mkdtemp(prefix="rnm-it-")
+    os.chmod(workdir, 0o755)
     started = []
 
     def start(ns, config, **kw):
-        d = Daemon(ns, config, workdir=str(tmp_path), **kw)
+        d = Daemon(ns, config, workdir=workdir, **kw)
         started.append(d)
         return d
 
@@ -44,6 +49,16 @@ def daemons(tmp_path):
             d.stop()
         except AssertionError:
             pass
+    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    if not failed and not os.environ.get("RNM_KEEP"):
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RNMD = os.environ.get("RNMD", os.path.join(ROOT, ".build", "debug", "rnmd"))
+RNMCTL = os.environ.get("RNMCTL", os.path.join(os.path.dirname(RNMD), "rnmctl"))
 
 
 def run(cmd, check=True, input=None, timeout=120):
@@ -69,7 +70,8 @@ class NetNS:
         return out
 
     def table_sets(self, table):
-        """Our table's sets as {name: set(elements)}, or None if the table does not exist."""
+        """Our table's sets as {name: set(elements)}, or None if the table does not exist. Interval sets are
+        given as their merged coverage ("lo-hi" strings), whatever ranges the kernel holds them in."""
         p = subprocess.run(self.exec_args("nft", "-j", "list", "table", "inet", table), capture_output=True, text=True)
         if p.returncode != 0:
             return None
@@ -78,12 +80,24 @@ class NetNS:
             s = obj.get("set")
             if not s:
                 continue
-            elems = set()
+            interval = "interval" in s.get("flags", [])
+            elems, ranges = set(), []
             for e in s.get("elem", []):
                 if isinstance(e, dict) and "elem" in e:
                     e = e["elem"]["val"]
-                elems.add(normalise(e))
-            sets[s["name"]] = elems
+                if interval:
+                    if isinstance(e, dict) and "prefix" in e:
+                        net = ipaddress.ip_network(f"{e['prefix']['addr']}/{e['prefix']['len']}")
+                        ranges.append((int(net[0]), int(net[-1]), net.version))
+                    elif isinstance(e, dict) and "range" in e:
+                        lo, hi = map(ipaddress.ip_address, e["range"])
+                        ranges.append((int(lo), int(hi), lo.version))
+                    else:
+                        a = ipaddress.ip_address(e)
+                        ranges.append((int(a), int(a), a.version))
+                else:
+                    elems.add(normalise(e))
+            sets[s["name"]] = merged(ranges) if interval else elems
         return sets
 
 
@@ -92,6 +106,29 @@ def normalise(value):
         return str(ipaddress.ip_address(value))
     except ValueError:
         return value
+
+
+def merged(ranges):
+    """Disjoint coverage of (lo, hi, version) ranges as {"lo-hi"} strings (touching ranges joined)."""
+    out = []
+    for lo, hi, v in sorted(ranges):
+        if out and out[-1][2] == v and lo <= out[-1][1] + 1:
+            out[-1][1] = max(out[-1][1], hi)
+        else:
+            out.append([lo, hi, v])
+    fmt = lambda n, v: str(ipaddress.IPv4Address(n) if v == 4 else ipaddress.IPv6Address(n))
+    return {f"{fmt(lo, v)}-{fmt(hi, v)}" for lo, hi, v in out}
+
+
+def manual_entries(config):
+    """What the daemon has promised to keep (its state file), without what has expired."""
+    path = os.path.join(config.get("state_dir", "/var/lib/rnm"), "manual.json")
+    try:
+        entries = json.load(open(path))["entries"]
+    except FileNotFoundError:
+        return []
+    now_ms = time.time() * 1000
+    return [e for e in entries if "expires_ms" not in e or e["expires_ms"] > now_ms + 500]
 
 
 def expected_sets(ns, config):
@@ -106,6 +143,14 @@ def expected_sets(ns, config):
         for suffix in ("_v4", "_v6", "_ifaces"):
             want.setdefault(z + suffix, set())
         want[z + "_ifaces"].add(iface["name"])
+    for decl in config.get("sets", []):
+        interval = "interval" in decl.get("flags", [])
+        items = list(decl.get("elements", [])) + [e["element"] for e in manual_entries(config) if e["set"] == decl["name"]]
+        if interval:
+            nets = [ipaddress.ip_network(x, strict=False) for x in items]
+            want[decl["name"]] = merged([(int(n[0]), int(n[-1]), n.version) for n in nets])
+        else:
+            want[decl["name"]] = {normalise(x) for x in items}
     for ifname, infos in ns.addresses().items():
         z = zone_of.get(ifname)
         if z is None:
@@ -154,34 +199,8 @@ def assert_converged(ns, daemon, timeout=10.0):
 
 
 def yaml_dump(config):
-    """A tiny YAML writer for test configs (flow style for scalars and lists)."""
-    def scalar(v):
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, (int, float)):
-            return str(v)
-        return json.dumps(v)
-
-    lines = []
-    for k, v in config.items():
-        if k == "interfaces":
-            lines.append("interfaces:")
-            for iface in v:
-                first = True
-                for ik, iv in iface.items():
-                    prefix = "  - " if first else "    "
-                    first = False
-                    if isinstance(iv, list):
-                        lines.append(f"{prefix}{ik}: [{', '.join(scalar(x) for x in iv)}]")
-                    else:
-                        lines.append(f"{prefix}{ik}: {scalar(iv)}")
-        elif isinstance(v, dict):
-            lines.append(f"{k}:")
-            for dk, dv in v.items():
-                lines.append(f"  {dk}: {scalar(dv)}")
-        else:
-            lines.append(f"{k}: {scalar(v)}")
-    return "\n".join(lines) + "\n"
+    """Test configs as YAML: one top-level key per line, values in flow style (JSON is valid YAML)."""
+    return "".join(f"{k}: {json.dumps(v)}\n" for k, v in config.items())
 
 
 class Daemon:
@@ -192,8 +211,15 @@ class Daemon:
         self.config = config
         self.table = config.get("table", "rnm")
         self.dir = tempfile.mkdtemp(prefix="rnmd-", dir=workdir)
+        os.chmod(self.dir, 0o755)
+        # Every daemon gets its own control socket and state directory, never the host's /run/rnm.
+        config = dict(config)
+        config.setdefault("control", {"socket": os.path.join(self.dir, "run", "rnmd.sock"), "group": "4300"})
+        config.setdefault("state_dir", os.path.join(self.dir, "state"))
+        self.socket = config["control"]["socket"]
         self.config_path = os.path.join(self.dir, "config.yaml")
-        self.write_config(config)
+        self.config = config
+        self.write_config()
         self.log_path = os.path.join(self.dir, "rnmd.log")
         self.extra_args = list(extra_args)
         self.proc = None
@@ -201,17 +227,21 @@ class Daemon:
 
     def write_config(self, config=None, text=None):
         if config is not None:
+            config = dict(config)
+            config.setdefault("control", self.config["control"])
+            config.setdefault("state_dir", self.config["state_dir"])
             self.config = config
         with open(self.config_path, "w") as f:
             f.write(text if text is not None else yaml_dump(self.config))
 
     def start(self, wait=True):
+        seen = self.count_log("converged") if os.path.exists(self.log_path) else 0
         self.log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
             self.ns.exec_args(RNMD, "--config", self.config_path, "--log-level", "debug", *self.extra_args),
             stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         if wait:
-            self.wait_for_log("converged", timeout=15)
+            self.wait_for_log("converged", timeout=15, count=seen + 1)
 
     @property
     def pid(self):
@@ -262,6 +292,39 @@ class Daemon:
         self.proc.kill()
         self.proc.wait()
         self.log.close()
+
+
+    def ctl(self, *args, check=False, timeout=10, as_user=None):
+        """Runs rnmctl against this daemon; returns the CompletedProcess."""
+        cmd = [RNMCTL, "--socket", self.socket, *args]
+        if as_user is not None:
+            uid, groups = as_user
+            cmd = ["setpriv", "--reuid", str(uid), "--regid", str(uid),
+                   *(["--groups", ",".join(map(str, groups))] if groups else ["--clear-groups"]), *cmd]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        if check and p.returncode != 0:
+            raise AssertionError(f"rnmctl {' '.join(args)} failed ({p.returncode}): {p.stderr}")
+        return p
+
+    def request(self, line, timeout=5):
+        """Sends one raw line on a fresh connection; returns what came back until the daemon closed it."""
+        import socket as _s
+        s = _s.socket(_s.AF_UNIX, _s.SOCK_STREAM)
+        s.settimeout(timeout)
+        s.connect(self.socket)
+        s.sendall(line if isinstance(line, bytes) else line.encode())
+        s.shutdown(_s.SHUT_WR)
+        out = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+        s.close()
+        return out.decode(errors="replace")
+
+    def rss_kib(self):
+        return int(open(f"/proc/{self.pid}/status").read().split("VmRSS:")[1].split()[0])
 
 
 class NftMonitor:
