@@ -7,7 +7,7 @@ PYTHON ?= /usr/bin/python3
 DEB_PACKAGES := pkg-config libmnl-dev libnftnl-dev libyaml-dev nftables iproute2 procps \
                 python3 python3-pytest
 
-.PHONY: all deps build release demo test unit integration checks bench clean
+.PHONY: all deps build release demo test unit integration checks bench man completions clean
 
 all: build
 
@@ -39,6 +39,15 @@ integration:
 
 bench: release
 	scripts/bench.sh
+
+# Regenerates the committed rnmctl man page and shell completions from the command definitions.
+man: build
+	$(SWIFT) package --allow-writing-to-package-directory generate-manual --configuration debug \
+	    --date $$(git log -1 --format=%cs) --output-directory pkg-files/man
+
+completions: build
+	mkdir -p pkg-files/completions
+	for sh in bash zsh fish; do .build/debug/rnmctl --generate-completion-script $$sh > pkg-files/completions/rnmctl.$$sh; done
 
 clean:
 	rm -rf .build

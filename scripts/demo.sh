@@ -4,13 +4,18 @@
 # host's own network; the namespace (and everything in it) is deleted on exit, even on Ctrl-C.
 set -euo pipefail
 RNMD=${1:-.build/debug/rnmd}
+RNMCTL=${2:-$(dirname "$RNMD")/rnmctl}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-CONFIG="$ROOT/pkg-files/config/default.yaml"
 [ "$(id -u)" -eq 0 ] || { echo "the demo needs root (network namespaces, nftables): sudo make demo" >&2; exit 1; }
 [ -x "$RNMD" ] || { echo "$RNMD is not built" >&2; exit 1; }
 
 NS="rnm-demo-$$"
 WORK=$(mktemp -d /tmp/rnm-demo.XXXXXX)
+# The shipped default config, with the control socket and state kept in the demo's own directory.
+CONFIG="$WORK/config.yaml"
+sed -e "s|socket: /run/rnm/rnmd.sock|socket: $WORK/run/rnmd.sock|" -e "s|state_dir: /var/lib/rnm|state_dir: $WORK/state|" \
+    "$ROOT/pkg-files/config/default.yaml" >"$CONFIG"
+export RNM_SOCKET="$WORK/run/rnmd.sock"
 PID=""
 cleanup() {
     [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null || true
@@ -34,11 +39,20 @@ show_sets() {
     LOGSEEN=$n
     in_ns nft -j list table inet rnm | python3 -c '
 import json, sys
+def show(e):
+    extra = ""
+    if isinstance(e, dict) and "elem" in e:
+        extra = " (expires in %ss)" % e["elem"]["expires"] if "expires" in e["elem"] else ""
+        e = e["elem"]["val"]
+    if isinstance(e, dict) and "prefix" in e:
+        e = "%s/%s" % (e["prefix"]["addr"], e["prefix"]["len"])
+    elif isinstance(e, dict) and "range" in e:
+        e = "%s-%s" % tuple(e["range"])
+    return str(e) + extra
 for o in json.load(sys.stdin)["nftables"]:
     s = o.get("set")
     if s:
-        els = ", ".join(e if isinstance(e, str) else json.dumps(e) for e in s.get("elem", []))
-        print("   %-12s { %s }" % (s["name"], els))
+        print("   %-12s { %s }" % (s["name"], ", ".join(show(e) for e in s.get("elem", []))))
 '
 }
 settle() { sleep 0.3; }
@@ -51,7 +65,7 @@ in_ns ip link add eth1 type veth peer name host0
 for i in eth0 isp0 eth1 host0; do in_ns ip link set "$i" up; done
 in_ns ip addr add 192.168.1.1/24 dev eth1
 
-bold "rnmd --check --config $CONFIG"
+bold "rnmd --check --config pkg-files/config/default.yaml (socket and state moved into $WORK)"
 "$RNMD" --check --config "$CONFIG"
 
 bold "start rnmd in the namespace"
@@ -81,6 +95,14 @@ echo "   (waiting for DAD)"; sleep 2.2; show_sets
 bold "eth0 goes down and up: IPv4 stays, the kernel flushes IPv6, the sets follow"
 in_ns ip link set eth0 down
 in_ns ip link set eth0 up
+settle; show_sets
+
+bold "rnmctl status"
+"$RNMCTL" status | sed 's/^/   /'
+
+bold "rnmctl set add blocklist_v4 192.0.2.0/24 198.51.100.7 timeout 1h: the kernel will expire them"
+"$RNMCTL" set add blocklist_v4 192.0.2.0/24 198.51.100.7 timeout 1h | sed 's/^/   /'
+"$RNMCTL" set show blocklist_v4 | sed 's/^/   /'
 settle; show_sets
 
 bold "SIGTERM: rnmd exits, the table stays as last committed (fail-static)"
