@@ -12,12 +12,15 @@ public enum ControlViews {
         public var lastError: String?
         public var lastErrorWall: UInt64?
         public var counters: [(String, Int)]
+        /// Per set: the last transaction that touched it.
+        public var setCommits: [String: SetCommitInfo]
 
         public init(
             version: String, state: String, uptimeMs: UInt64, configPath: String, generation: Int,
             lastCommitWall: UInt64? = nil, lastError: String? = nil, lastErrorWall: UInt64? = nil,
-            counters: [(String, Int)] = []
+            counters: [(String, Int)] = [], setCommits: [String: SetCommitInfo] = [:]
         ) {
+            self.setCommits = setCommits
             self.version = version
             self.state = state
             self.uptimeMs = uptimeMs
@@ -27,6 +30,21 @@ public enum ControlViews {
             self.lastError = lastError
             self.lastErrorWall = lastErrorWall
             self.counters = counters
+        }
+    }
+
+    /// The transactions that touched one set.
+    public struct SetCommitInfo: Equatable, Sendable {
+        public var lastCommitWall: UInt64?
+        public var transactions: Int
+        public var lastError: String?
+        public var lastErrorWall: UInt64?
+
+        public init(lastCommitWall: UInt64? = nil, transactions: Int = 0, lastError: String? = nil, lastErrorWall: UInt64? = nil) {
+            self.lastCommitWall = lastCommitWall
+            self.transactions = transactions
+            self.lastError = lastError
+            self.lastErrorWall = lastErrorWall
         }
     }
 
@@ -43,7 +61,7 @@ public enum ControlViews {
                 ("table", .string("inet \(s.config.table)")),
             ])),
             ("interfaces", interfaces(s)),
-            ("sets", sets(s)),
+            ("sets", sets(s, commits: info.setCommits)),
             ("last_commit", .object([
                 ("time", time(info.lastCommitWall)), ("transactions", .int(transactions)),
                 ("last_error", info.lastError.map { .string($0) } ?? .null), ("last_error_time", time(info.lastErrorWall)),
@@ -78,15 +96,21 @@ public enum ControlViews {
         })
     }
 
-    public static func sets(_ s: ReconcileState) -> JSON {
+    public static func sets(_ s: ReconcileState, commits: [String: SetCommitInfo] = [:]) -> JSON {
         .array(s.setSpecs.values.sorted { $0.name < $1.name }.map { spec in
-            .object([
+            let c = commits[spec.name] ?? SetCommitInfo()
+            return .object([
                 ("name", .string(spec.name)),
                 ("type", .string(spec.type.description)),
+                ("family", spec.type.family.map { .string($0.rawValue) } ?? .null),
                 ("flags", .array(spec.flags.names.map { .string($0) })),
                 ("timeout", spec.timeoutMs.map { .string(Durations.format(ms: $0)) } ?? .null),
                 ("elements", .int(s.desiredCount(of: spec.name))),
                 ("owners", .array(s.owners(of: spec.name).map { .string($0.description) })),
+                ("last_commit", .object([
+                    ("time", time(c.lastCommitWall)), ("transactions", .int(c.transactions)),
+                    ("last_error", c.lastError.map { .string($0) } ?? .null), ("last_error_time", time(c.lastErrorWall)),
+                ])),
             ])
         })
     }
@@ -176,10 +200,13 @@ public enum ControlText {
         let rows = (r.array ?? []).map { s -> [String] in
             var flags = (s["flags"]?.array ?? []).compactMap(\.string).joined(separator: ",")
             if let t = s["timeout"]?.string { flags += (flags.isEmpty ? "" : " ") + "timeout \(t)" }
+            let lc = s["last_commit"]
+            var last = lc?["time"]?.string.map { String($0.prefix(19)) } ?? "-"
+            if lc?["last_error"]?.string != nil { last += " (last error)" }
             return [str(s["name"]), str(s["type"]), flags.isEmpty ? "-" : flags, str(s["elements"]),
-                    (s["owners"]?.array ?? []).compactMap(\.string).joined(separator: ",")]
+                    str(lc?["transactions"]), last, (s["owners"]?.array ?? []).compactMap(\.string).joined(separator: ",")]
         }
-        return table(["SET", "TYPE", "FLAGS", "ELEMENTS", "OWNERS"], rows)
+        return table(["SET", "TYPE", "FLAGS", "ELEMENTS", "TX", "LAST COMMIT", "OWNERS"], rows)
     }
 
     public static func setShow(_ r: JSON) -> String {

@@ -159,6 +159,7 @@ package final class Reconciler: Sendable {
         var lastError: String? = nil
         var lastErrorWall: UInt64? = nil
         var manualDirty = false
+        var setCommits: [String: ControlViews.SetCommitInfo] = [:]
 
         init(owner: Reconciler, state: ReconcileState) {
             self.owner = owner
@@ -292,6 +293,10 @@ package final class Reconciler: Sendable {
                 failures = 0
                 revertTo = nil
                 lastCommitWall = wall()
+                for set in plan.touchedSets {
+                    setCommits[set, default: .init()].lastCommitWall = lastCommitWall
+                    setCommits[set, default: .init()].transactions += 1
+                }
                 let total = owner.shared.withLock { s -> Int in
                     s.counters.transactionsOK += 1
                     return s.counters.transactionsOK
@@ -321,6 +326,10 @@ package final class Reconciler: Sendable {
                 owner.count { $0.transactionsFailed += 1 }
                 lastError = "\(error)"
                 lastErrorWall = wall()
+                for set in plan.touchedSets {
+                    setCommits[set, default: .init()].lastError = lastError
+                    setCommits[set, default: .init()].lastErrorWall = lastErrorWall
+                }
                 owner.setState(.degraded)
                 logger.error("commit failed, kernel state unchanged: \(error)", metadata: ["attempt": "\(failures)"])
                 publish([("event", .string("commit_failed")), ("error", .string("\(error)")), ("attempt", .int(failures))])
@@ -421,7 +430,7 @@ package final class Reconciler: Sendable {
             case .status:
                 return .success(ControlViews.status(state, info()))
             case .sets:
-                return .success(ControlViews.sets(state))
+                return .success(ControlViews.sets(state, commits: setCommits))
             case .setShow(let name):
                 guard let r = ControlViews.setShow(state, name, now: t) else {
                     return .failure(ControlError("unknown_set", "no managed set named \(YAMLNode.quoted(name))"))
@@ -476,7 +485,7 @@ package final class Reconciler: Sendable {
                 version: owner.version, state: daemonState.rawValue, uptimeMs: (now() - owner.started) / 1_000_000,
                 configPath: owner.configPath, generation: generation, lastCommitWall: lastCommitWall,
                 lastError: lastError, lastErrorWall: lastErrorWall,
-                counters: counters.list + (owner.hub?.counters ?? []))
+                counters: counters.list + (owner.hub?.counters ?? []), setCommits: setCommits)
         }
 
         /// Prometheus text exposition.

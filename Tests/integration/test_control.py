@@ -73,6 +73,8 @@ def test_every_verb_round_trips_in_text_and_json(ns, daemons):
     assert wan["present"] and wan["zone"] == "wan" and wan["addresses"][0]["address"] == "198.51.100.7/24"
     sets = {s["name"]: s for s in sj["sets"]}
     assert sets["wan_v4"]["elements"] == 1 and sets["wan_v4"]["owners"] == ["zone:wan"]
+    assert sets["wan_v4"]["family"] == "ipv4" and sets["wan_v4"]["last_commit"]["transactions"] == 1
+    assert sets["wan_v4"]["last_commit"]["time"].endswith("Z") and sets["wan_v4"]["last_commit"]["last_error"] is None
     assert sets["block_v4"]["flags"] == ["interval", "timeout"] and sets["ban_v4"]["timeout"] == "1h"
     assert sj["counters"]["transactions_ok"] >= 1 and sj["plugins"] == []
 
