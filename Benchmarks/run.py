@@ -57,6 +57,9 @@ class Rnmd:
     def __init__(self, rnmd, ns, config, args=()):
         self.ns, self.config, self.table = ns, config, config.get("table", "rnm")
         self.dir = tempfile.mkdtemp(prefix="rnm-bench-")
+        config = dict(config)
+        config.setdefault("control", {"socket": os.path.join(self.dir, "run", "rnmd.sock")})
+        config.setdefault("state_dir", os.path.join(self.dir, "state"))
         self.config_path = os.path.join(self.dir, "config.yaml")
         with open(self.config_path, "w") as f:
             f.write(yaml_dump(config))
