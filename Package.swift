@@ -5,7 +5,8 @@
 //   RNMCore        pure Swift: model, config, reconcile, plan. Imports no C module and no Glibc.
 //   RNMYAML        libyaml -> RNMCore.YAMLNode tree with marks (the only YAML parser).
 //   RNMNetlink     rtnetlink monitor over libmnl.
-//   RNMFirewall    nftables set transactions over libnftnl + libmnl.
+//   RNMFirewall    nftables: element transactions over libnftnl + libmnl, whole-table loads and listings
+//                  over libnftables, the drift watcher.
 //   RNMDaemon      event bus, reconciler loop, logging, wiring. Testable on fakes.
 //   rnmd           thin executable.
 import Foundation
@@ -40,6 +41,7 @@ let package = Package(
         // MARK: C libraries
         .systemLibrary(name: "CMnl", pkgConfig: "libmnl", providers: [.apt(["libmnl-dev"])]),
         .systemLibrary(name: "CNftnl", pkgConfig: "libnftnl", providers: [.apt(["libnftnl-dev"])]),
+        .systemLibrary(name: "CNftables", pkgConfig: "libnftables", providers: [.apt(["libnftables-dev"])]),
         .systemLibrary(name: "CYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
         .target(
             name: "CRNMShims",
@@ -57,7 +59,7 @@ let package = Package(
         // MARK: Shells
         .target(name: "RNMYAML", dependencies: ["RNMCore", "CYAML", "CRNMShims"]),
         .target(name: "RNMNetlink", dependencies: ["RNMCore", "CMnl", "CRNMShims"]),
-        .target(name: "RNMFirewall", dependencies: ["RNMCore", "RNMNetlink", "CMnl", "CNftnl"]),
+        .target(name: "RNMFirewall", dependencies: ["RNMCore", "RNMNetlink", "CMnl", "CNftnl", "CNftables", "CRNMShims"]),
         .target(
             name: "RNMDaemon",
             dependencies: [

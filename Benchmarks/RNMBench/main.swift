@@ -37,7 +37,7 @@ func bulk(count: Int, runs: Int) throws {
         try backend.commit(Plan(table: table, add: ["s": elements]))
         times.append(ms(now() - t0))
         if getenv("RNM_BENCH_SLEEP") != nil { sleep(1) }
-        let back = try backend.readBack(table: table)
+        let back = try backend.readBack(table: table, sets: ["s"])
         guard back?.elements["s"]?.count == count else { print("read back \(back?.elements["s"]?.count ?? -1) of \(count) elements"); exit(1) }
         if getenv("RNM_BENCH_KEEP") != nil { return }
         try backend.commit(Plan(table: table, deleteTable: table))

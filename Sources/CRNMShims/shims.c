@@ -1,4 +1,7 @@
 #include "CRNMShims.h"
+#include <sys/mman.h>
+#include <sched.h>
+#include <malloc.h>
 
 int RNM_mnl_attr_table(const struct nlmsghdr *nlh, unsigned int offset, const struct nlattr **tb, unsigned int max) {
     const struct nlattr *attr;
@@ -95,3 +98,9 @@ int RNM_bind_unix(int fd, const char *path, unsigned int mode) {
 }
 
 int RNM_accept_nonblocking(int fd) { return accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC); }
+
+int RNM_memfd(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
+
+int RNM_unshare_netns(void) { return unshare(CLONE_NEWNET); }
+
+void RNM_malloc_trim(void) { malloc_trim(0); }

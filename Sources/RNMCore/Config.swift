@@ -22,10 +22,20 @@ public struct Config: Equatable, Sendable {
     public var control: ControlConfig
     /// Where manual entries persist.
     public var stateDir: String
+    /// Rule templates (nft syntax for the body of our table), in order.
+    public var rules: [RuleTemplate]
+    /// The user's `defines:` (name → nft text), in order.
+    public var defines: [Define]
+    /// How often to read our table back as a backstop to drift notifications, in ms; 0: never.
+    public var auditIntervalMs: UInt64
+    /// What to do when someone else changes our table: repair it (default), or only report.
+    public var driftRepair: Bool
 
     public init(
         table: String = "rnm", interfaces: [InterfaceConfig] = [], addressPolicy: AddressPolicy = .init(),
-        sets: [DeclaredSet] = [], control: ControlConfig = .init(), stateDir: String = "/var/lib/rnm"
+        sets: [DeclaredSet] = [], control: ControlConfig = .init(), stateDir: String = "/var/lib/rnm",
+        rules: [RuleTemplate] = [], defines: [Define] = [], auditIntervalMs: UInt64 = 60_000,
+        driftRepair: Bool = true
     ) {
         self.table = table
         self.interfaces = interfaces
@@ -33,6 +43,10 @@ public struct Config: Equatable, Sendable {
         self.sets = sets
         self.control = control
         self.stateDir = stateDir
+        self.rules = rules
+        self.defines = defines
+        self.auditIntervalMs = auditIntervalMs
+        self.driftRepair = driftRepair
     }
 
     public func declaredSet(named name: String) -> DeclaredSet? { sets.first { $0.name == name } }
@@ -101,6 +115,37 @@ public struct DeclaredSet: Equatable, Sendable {
     /// The element a prefix becomes in this set: a range in an interval set, else a single address.
     public func element(_ p: IPPrefix) -> SetElement {
         interval ? SetElement(range: p) : SetElement(p.address)
+    }
+}
+
+/// One `rules:` entry: a template file, resolved against the config file's directory, and its content.
+public struct RuleTemplate: Equatable, Sendable {
+    /// As written in the config.
+    public var given: String
+    /// Absolute path.
+    public var path: String
+    /// The file's text (filled by the loader; empty until then).
+    public var text: String
+    /// Where the entry is in the config file.
+    public var mark: SourceMark
+
+    public init(given: String, path: String, text: String = "", mark: SourceMark = SourceMark(line: 0, column: 0)) {
+        self.given = given
+        self.path = path
+        self.text = text
+        self.mark = mark
+    }
+}
+
+/// One `defines:` entry: `define NAME = VALUE` ahead of the templates. Values are nft text from the config
+/// file (root's), never from outside.
+public struct Define: Equatable, Sendable {
+    public var name: String
+    public var value: String
+
+    public init(name: String, value: String) {
+        self.name = name
+        self.value = value
     }
 }
 

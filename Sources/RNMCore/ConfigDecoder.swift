@@ -1,9 +1,10 @@
 /// Decodes and validates a `Config` from a YAML node tree. Every problem names file, line, column and the
 /// field path; unknown and duplicate keys are errors; decoding goes on after a problem to report the rest.
 public enum ConfigDecoder {
-    public static func decode(_ root: YAMLNode?, file: String) throws(ConfigError) -> Config {
+    /// `directory`: what relative `rules:` paths are resolved against (absolute; default: `file`'s directory).
+    public static func decode(_ root: YAMLNode?, file: String, directory: String? = nil) throws(ConfigError) -> Config {
         let r = NodeReader(file: file)
-        let config = decodeRoot(root, r)
+        let config = decodeRoot(root, r, directory: directory ?? file.lastIndex(of: "/").map { String(file[..<$0]) } ?? "")
         if !r.issues.isEmpty {
             // In file order, whichever level of the tree found them.
             throw ConfigError(r.issues.enumerated().sorted {
@@ -13,7 +14,7 @@ public enum ConfigDecoder {
         return config!
     }
 
-    private static func decodeRoot(_ root: YAMLNode?, _ r: NodeReader) -> Config? {
+    private static func decodeRoot(_ root: YAMLNode?, _ r: NodeReader, directory dir: String) -> Config? {
         guard let root, !root.isNull else {
             r.fail(root?.mark ?? SourceMark(line: 1, column: 1), "",
                 "the file is empty; expected a mapping with at least `interfaces:`")
@@ -21,7 +22,7 @@ public enum ConfigDecoder {
         }
         guard let fields = r.fields(
             root, path: "",
-            known: ["table", "interfaces", "address_policy", "sets", "control", "state_dir"])
+            known: ["table", "interfaces", "address_policy", "sets", "control", "state_dir", "rules", "defines", "audit_interval", "drift"])
         else { return nil }
 
         var config = Config()
@@ -45,6 +46,83 @@ public enum ConfigDecoder {
         if let c = fields["control"] { config.control = decodeControl(c, r) }
         if let d = fields["state_dir"], let dir = r.absolutePath(d, path: "state_dir") { config.stateDir = dir }
         if let sets = fields["sets"] { config.sets = decodeSets(sets, zones: Set(config.zones), r) }
+        if let rules = fields["rules"], let list = r.sequence(rules, path: "rules") {
+            // Relative to the config file's directory (the loader passes it absolute).
+            var seen: [String: SourceMark] = [:]
+            for (i, item) in list.enumerated() {
+                guard let given = r.string(item, path: "rules[\(i)]") else { continue }
+                guard !given.isEmpty, !given.utf8.contains(0), !given.contains("\n") else {
+                    r.fail(item.mark, "rules[\(i)]", "expected a file path")
+                    continue
+                }
+                let path = given.hasPrefix("/") ? "".replacingDotSlash(with: given)
+                    : dir.hasPrefix("/") ? dir.replacingDotSlash(with: given)
+                    : (dir.isEmpty ? given : dir + "/" + given)
+                if let first = seen[path] {
+                    r.fail(item.mark, "rules[\(i)]", "\(YAMLNode.quoted(given)) is listed twice (first at \(first))")
+                    continue
+                }
+                seen[path] = item.mark
+                config.rules.append(RuleTemplate(given: given, path: path, mark: item.mark))
+            }
+        }
+        if let defines = fields["defines"] {
+            if case .mapping(let pairs) = defines.kind {
+                var seen: [String: SourceMark] = [:]
+                let zoneDefines = Set(config.zones.map { Desired.ifacesSetName($0) })
+                for pair in pairs {
+                    guard case .scalar(let name, _) = pair.key.kind else {
+                        r.fail(pair.key.mark, "defines", "expected a name")
+                        continue
+                    }
+                    let path = "defines.\(name)"
+                    if let first = seen[name] {
+                        r.fail(pair.key.mark, path, "duplicate key `\(name)` (first at \(first))")
+                        continue
+                    }
+                    seen[name] = pair.key.mark
+                    let valid = name.utf8.first.map { ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x41 && $0 <= 0x5A) || $0 == 0x5F } == true
+                        && name.utf8.allSatisfy { ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x5F }
+                        && name.utf8.count <= 64
+                    guard valid else {
+                        r.fail(pair.key.mark, path, "a define name is [A-Za-z_][A-Za-z0-9_]*, at most 64 characters")
+                        continue
+                    }
+                    if zoneDefines.contains(name) {
+                        r.fail(pair.key.mark, path, "`\(name)` is defined by rnm (the interface names of zone \(name.dropLast(7)))")
+                        continue
+                    }
+                    guard case .scalar(let value, _) = pair.value.kind, !pair.value.isNull else {
+                        r.fail(pair.value.mark, path, "expected nft text such as 22 or \"{ 10.0.0.0/8, 192.168.0.0/16 }\", got \(pair.value.kindDescription)")
+                        continue
+                    }
+                    guard !value.contains("\n"), !value.contains("\r"), !value.unicodeScalars.contains(where: { $0.value < 0x20 }) else {
+                        r.fail(pair.value.mark, path, "a define is one line of nft text")
+                        continue
+                    }
+                    config.defines.append(Define(name: name, value: value))
+                }
+            } else if !defines.isNull {
+                r.fail(defines.mark, "defines", "expected a mapping of name: nft text, got \(defines.kindDescription)")
+            }
+        }
+        if let a = fields["audit_interval"] {
+            if case .scalar("0", plain: true) = a.kind {
+                config.auditIntervalMs = 0
+            } else if let v = r.string(a, path: "audit_interval") {
+                switch Durations.parse(v) {
+                case .success(let ms): config.auditIntervalMs = ms
+                case .failure(let e): r.fail(a.mark, "audit_interval", "\(e.description); 0 turns the audit off")
+                }
+            }
+        }
+        if let d = fields["drift"], let v = r.string(d, path: "drift") {
+            switch v {
+            case "repair": config.driftRepair = true
+            case "report": config.driftRepair = false
+            default: r.fail(d.mark, "drift", "expected repair or report, got \(YAMLNode.quoted(v))")
+            }
+        }
         return config
     }
 
@@ -202,7 +280,7 @@ public enum ConfigDecoder {
             var ok = true
             if let n = f["name"] {
                 if let name = r.string(n, path: path + ".name") {
-                    if let p = Names.interfaceNameProblem(name) {
+                    if let p = Names.interfaceNameProblem(name) ?? Names.nftTextProblem(name) {
                         r.fail(n.mark, path + ".name", "\(p): \(YAMLNode.quoted(name))")
                         ok = false
                     } else if let first = seen[name] {

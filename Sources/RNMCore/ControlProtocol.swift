@@ -23,6 +23,8 @@ public enum ControlCommand: Equatable, Sendable {
     case events
     case metrics
     case plugins
+    /// What a reload would change in the kernel: the config file on disk against the live table.
+    case plan
 
     /// The verb's name on the wire and in counters.
     public var verb: String {
@@ -37,10 +39,11 @@ public enum ControlCommand: Equatable, Sendable {
         case .events: "events"
         case .metrics: "metrics"
         case .plugins: "plugins"
+        case .plan: "plan"
         }
     }
 
-    public static let verbs = ["ping", "status", "reload", "sets", "set show", "set add", "set del", "events", "metrics", "plugins"]
+    public static let verbs = ["ping", "status", "reload", "sets", "set show", "set add", "set del", "events", "metrics", "plugins", "plan"]
 
     /// Changes state: root only. The others are read-only: root and members of the control group.
     public var isMutating: Bool {
@@ -179,6 +182,7 @@ extension ControlProtocol {
         case "events": return .success(ControlRequest(id: id, command: .events))
         case "metrics": return .success(ControlRequest(id: id, command: .metrics))
         case "plugins": return .success(ControlRequest(id: id, command: .plugins))
+        case "plan": return .success(ControlRequest(id: id, command: .plan))
         case "set show":
             return setName().map { ControlRequest(id: id, command: .setShow(set: $0)) }
         case "set del":

@@ -19,6 +19,15 @@ public enum Names {
         return nil
     }
 
+    /// Interface names are written into the table as nft strings (`"eth0"`), which have no escapes: a `"` or
+    /// `\` cannot be expressed safely, so such names are refused.
+    public static func nftTextProblem(_ name: String) -> String? {
+        if name.contains("\"") { return "an interface name must not contain '\"' (it could not be quoted in nft syntax)" }
+        if name.contains("\\") { return "an interface name must not contain '\\' (it could not be quoted in nft syntax)" }
+        if name.contains("*") { return "an interface name must not contain '*' (nft would read it as a wildcard)" }
+        return nil
+    }
+
     /// Zone names become set names (`<zone>_v4`, `<zone>_v6`, `<zone>_ifaces`): `[a-z][a-z0-9_]*`, ≤ 24 chars.
     public static func zoneNameProblem(_ name: String) -> String? {
         identifierProblem(name, what: "zone name", maxLength: 24)
@@ -47,5 +56,21 @@ public enum Names {
             if !ok { return "a \(what) may contain only a-z, 0-9 and '_' ([a-z][a-z0-9_]*)" }
         }
         return nil
+    }
+}
+
+extension String {
+    /// `dir` joined with a relative `path`, with `./` and `../` resolved lexically (config paths are root's).
+    public func replacingDotSlash(with path: String) -> String {
+        var parts = self.split(separator: "/").map(String.init)
+        for p in path.split(separator: "/") {
+            if p == "." { continue }
+            if p == ".." {
+                if !parts.isEmpty { parts.removeLast() }
+                continue
+            }
+            parts.append(String(p))
+        }
+        return "/" + parts.joined(separator: "/")
     }
 }

@@ -264,6 +264,14 @@ public struct ReconcileState: Sendable {
         return plan
     }
 
+    /// The kernel loaded the whole table holding `managed` (what `TableRenderer.render` put in it).
+    public mutating func loadedWholeTable(_ managed: TableState) {
+        applied = managed
+        dirty.removeAll(keepingCapacity: true)
+        dirtyIntervals.removeAll()
+        needsFullDiff = false
+    }
+
     /// The kernel accepted `plan`: it is now the applied state.
     public mutating func committed(_ plan: Plan) {
         plan.apply(to: &applied)

@@ -1,23 +1,28 @@
-public import Logging
+internal import Logging
 
 /// `rnmd`'s command line. Hand-parsed: the daemon stays free of ArgumentParser, which links
 /// FoundationEssentials (2 MiB of resident memory in a process that otherwise needs none of it).
 public enum DaemonCommand: Equatable, Sendable {
     case run(DaemonOptions)
     case check(configPath: String)
+    case render(configPath: String)
     case version
     case help
 
     public static let usage = """
-        USAGE: rnmd [--config PATH] [--check] [--log-level LEVEL] [--netlink-buffer BYTES]
+        USAGE: rnmd [--config PATH] [--check | --render] [--log-level LEVEL] [--netlink-buffer BYTES]
 
-        Keeps the sets of one nftables table in lockstep with the live network.
-        Runs in the foreground. SIGHUP re-reads the config (all or nothing); SIGTERM and SIGINT stop the
-        daemon and leave the table as last committed.
+        Owns one nftables table (inet) and keeps it in lockstep with the config, its rule templates and the
+        live network. Runs in the foreground. SIGHUP re-reads the config (all or nothing); SIGTERM and SIGINT
+        stop the daemon and leave the table as last committed.
 
         OPTIONS:
           --config PATH           The config file (default: /etc/rnm/config.yaml).
-          --check                 Validate the config and exit: 0 valid, 1 invalid. Touches nothing.
+          --check                 Validate the config and its rule templates and exit: 0 valid, 1 invalid.
+                                  As root, the kernel also checks the rendered table (a dry run: nothing
+                                  changes).
+          --render                Print the exact table text rnmd would load now (reads addresses and
+                                  manual entries; changes nothing) and exit.
           --log-level LEVEL       trace, debug, info, notice, warning, error or critical (default: info).
           --netlink-buffer BYTES  Netlink receive buffer (default: 4194304).
           --version               Print the version.
@@ -34,6 +39,7 @@ public enum DaemonCommand: Equatable, Sendable {
     public static func parse(_ arguments: [String]) throws(UsageError) -> DaemonCommand {
         var options = DaemonOptions(configPath: "/etc/rnm/config.yaml")
         var check = false
+        var render = false
         var i = 0
         func value(_ name: String, _ inline: String?) throws(UsageError) -> String {
             if let inline { return inline }
@@ -55,6 +61,8 @@ public enum DaemonCommand: Equatable, Sendable {
                 if options.configPath.isEmpty { throw UsageError(description: "--config needs a path") }
             case "--check":
                 check = true
+            case "--render":
+                render = true
             case "--log-level":
                 let v = try value(name, inline)
                 guard let level = Logger.Level(rawValue: v) else {
@@ -76,6 +84,8 @@ public enum DaemonCommand: Equatable, Sendable {
             }
             i += 1
         }
+        if check && render { throw UsageError(description: "--check and --render cannot be combined") }
+        if render { return .render(configPath: options.configPath) }
         return check ? .check(configPath: options.configPath) : .run(options)
     }
 }

@@ -2,7 +2,7 @@ internal import CRNMVersion
 internal import Glibc
 public import Logging
 package import RNMCore
-import RNMFirewall
+package import RNMFirewall
 import RNMNetlink
 import RNMYAML
 import Synchronization
@@ -25,23 +25,75 @@ public struct DaemonOptions: Equatable, Sendable {
 public enum Daemon {
     public static var version: String { String(cString: rnm_version()) }
 
-    /// `rnmd --check`: validates without touching the kernel. Prints a summary (stdout) or every problem
-    /// (stderr). Returns the exit code: 0 valid, 1 invalid.
+    /// `rnmd --check`: validates the config and its templates. As root, the kernel also checks the rendered
+    /// table (libnftables dry run: the transaction is aborted, nothing changes). Prints a summary (stdout) or
+    /// every problem (stderr). Returns the exit code: 0 valid, 1 invalid.
     public static func check(configPath: String) -> Int32 {
+        let config: Config
         do {
-            let config = try ConfigLoader.load(path: configPath)
-            let desired = Desired.compute(config: config, observed: ObservedState())
-            print("\(configPath): OK")
-            print("table inet \(config.table): \(config.zones.count) zone(s), \(config.interfaces.count) interface(s)")
-            for name in desired.sets.keys.sorted() {
-                let spec = desired.sets[name]!
-                print("  set \(name) (\(spec.type))")
-            }
-            return 0
+            config = try ConfigLoader.load(path: configPath)
         } catch {
             for issue in error.issues { writeStderr("\(issue)\n") }
             return 1
         }
+        let desired = Desired.compute(config: config, observed: ObservedState())
+        let rendered = TableRenderer.render(config: config, desired: desired, now: 0, source: configPath)
+        var dryRun = "skipped (needs root)"
+        if geteuid() == 0 {
+            do {
+                try NftScript.load(rendered, dryRun: true)
+                dryRun = "the kernel accepts the table"
+            } catch {
+                writeStderr("\(configPath): the rendered table is refused by nft:\n\(error)\n")
+                return 1
+            }
+        }
+        print("\(configPath): OK")
+        print("table inet \(config.table): \(config.zones.count) zone(s), \(config.interfaces.count) interface(s), "
+            + "\(config.rules.count) rule template(s)")
+        for name in desired.sets.keys.sorted() {
+            let spec = desired.sets[name]!
+            print("  set \(name) (\(spec.type))")
+        }
+        for t in config.rules { print("  rules \(t.path)") }
+        print("nft dry run: \(dryRun)")
+        return 0
+    }
+
+    /// `rnmd --render`: the exact text rnmd would load now, with the managed sets holding what the live
+    /// addresses and the saved manual entries put in them. Reads only. Returns the exit code.
+    public static func render(configPath: String) -> Int32 {
+        let config: Config
+        do {
+            config = try ConfigLoader.load(path: configPath)
+        } catch {
+            for issue in error.issues { writeStderr("\(issue)\n") }
+            return 1
+        }
+        var state = ReconcileState(config: config)
+        let now = Clocks.system.monotonic()
+        do {
+            let snap = try RouteMonitor().snapshot()
+            state.apply(.snapshot(links: snap.links, addresses: snap.addresses))
+        } catch {
+            writeStderr("rnmd: cannot read addresses (rendering without them): \(error)\n")
+        }
+        do {
+            if let bytes = try FileStore(directory: config.stateDir).load() {
+                let decoded = try ManualStore.decode(bytes, monoNow: now, wallNow: Clocks.system.wall())
+                for (set, entries) in decoded.entries {
+                    for (p, d) in entries {
+                        let remaining: UInt64? = d == .never ? nil : max((d &- now) / 1_000_000, 1)
+                        try? state.addManual(set: set, [p], timeoutMs: remaining, now: now)
+                    }
+                }
+            }
+        } catch {
+            writeStderr("rnmd: cannot read manual entries (rendering without them): \(error)\n")
+        }
+        let rendered = TableRenderer.render(config: config, desired: state.desired, now: now, source: configPath)
+        writeAll(1, rendered.text)
+        return 0
     }
 
     /// Runs in the foreground until SIGTERM/SIGINT. Returns the exit code.
@@ -71,9 +123,11 @@ public enum Daemon {
         }
         let backend: NftablesBackend
         let monitor: RouteMonitor
+        let watcher: NftablesWatcher
         do {
             backend = try NftablesBackend()
             monitor = try RouteMonitor(receiveBufferSize: options.netlinkBuffer)
+            watcher = try NftablesWatcher(table: config.table)
         } catch {
             logger.critical("cannot open netlink sockets: \(error)")
             return 1
@@ -89,8 +143,8 @@ public enum Daemon {
         let runtime: DaemonRuntime
         do {
             runtime = try DaemonRuntime(
-                config: config, configPath: options.configPath, monitor: monitor, backend: backend, logger: logger,
-                clocks: .system, store: FileStore(directory: config.stateDir), control: config.control,
+                config: config, configPath: options.configPath, monitor: monitor, backend: backend, watcher: watcher,
+                logger: logger, clocks: .system, store: FileStore(directory: config.stateDir), control: config.control,
                 version: version, loadConfig: { path throws(ConfigError) in try ConfigLoader.load(path: path) },
                 onFinish: { _ = pthread_kill(mainThread, SIGUSR2) })
         } catch {
@@ -133,6 +187,7 @@ package final class DaemonRuntime: Sendable {
     package let bus = EventBus<DaemonEvent>()
     package let hub = EventHub()
     private let monitor: any AddressMonitor
+    private let watcher: NftablesWatcher?
     private let reconciler: Reconciler
     private let server: ControlServer?
     private let logger: Logger
@@ -143,18 +198,20 @@ package final class DaemonRuntime: Sendable {
     /// Sets up everything that can fail before any thread starts (the control socket in particular).
     package init(
         config: Config, configPath: String, monitor: any AddressMonitor, backend: any FirewallBackend,
-        logger: Logger, retry: RetryPolicy = RetryPolicy(), clocks: Clocks, store: (any ManualEntryStore)? = nil,
+        watcher: NftablesWatcher? = nil, logger: Logger, retry: RetryPolicy = RetryPolicy(), clocks: Clocks, store: (any ManualEntryStore)? = nil,
         control: ControlConfig? = nil, controlLimits: ControlLimits = ControlLimits(), version: String = "dev",
         loadConfig: @escaping @Sendable (String) throws(ConfigError) -> Config,
         onConverged: @escaping @Sendable (Int) -> Void = { _ in },
         onFinish: @escaping @Sendable () -> Void = {}
     ) throws {
         self.monitor = monitor
+        self.watcher = watcher
         self.logger = logger
         self.onFinish = onFinish
         reconciler = Reconciler(
             config: config, configPath: configPath, bus: bus, backend: backend, logger: logger, retry: retry,
-            clocks: clocks, store: store, hub: hub, version: version, loadConfig: loadConfig, onConverged: onConverged)
+            clocks: clocks, store: store, hub: hub, version: version, loadConfig: loadConfig, onConverged: onConverged,
+            onTable: { watcher?.setTable($0) })
         if let control {
             let server = try ControlServer(
                 config: control, bus: bus, hub: hub, logger: logger, limits: controlLimits, version: version, clocks: clocks)
@@ -183,7 +240,24 @@ package final class DaemonRuntime: Sendable {
                 bus.send(.monitorFailed("\(error)"), weight: 0)
             }
         }
-        Threads.detach(name: "rnmd-reconcile") { [self] in
+        if let watcher {
+            // Subscribed before the first load, so no foreign change after it goes unseen.
+            let subscribed = Completion()
+            let reconciler = reconciler
+            let logger = logger
+            Threads.detach(name: "rnmd-nftwatch") {
+                do {
+                    try watcher.run(isOwn: { reconciler.isOwn($0) }, ready: { subscribed.signal() }) { change in
+                        bus.send(.tableChanged(change), weight: 1)
+                    }
+                } catch {
+                    logger.error("cannot watch nftables notifications (drift is found by the audit only): \(error)")
+                    subscribed.signal()
+                }
+            }
+            _ = subscribed.wait(timeout: .seconds(2))
+        }
+        Threads.detach(name: "rnmd-reconcile", stackSize: 4 << 20) { [self] in
             var code: Int32 = 0
             do {
                 try reconciler.run()
@@ -192,6 +266,7 @@ package final class DaemonRuntime: Sendable {
                 code = 1
             }
             monitor.stop()
+            watcher?.stop()
             server?.stop()
             bus.close()
             result.withLock { $0 = code }
@@ -208,6 +283,7 @@ package final class DaemonRuntime: Sendable {
     package func shutdown() {
         bus.close()
         monitor.stop()
+        watcher?.stop()
         server?.stop()
     }
 

@@ -1,3 +1,4 @@
+internal import CRNMShims
 package import Logging
 package import RNMCore
 import Synchronization
@@ -14,6 +15,8 @@ package enum DaemonEvent: Sendable {
     case control(ControlCommand, reply: @Sendable (Result<JSON, ControlError>) -> Void)
     /// The netlink monitor could not run; the daemon cannot do its job.
     case monitorFailed(String)
+    /// Someone else changed our table (or nftables notifications were lost).
+    case tableChanged(TableChange)
 }
 
 /// Counters since start.
@@ -28,14 +31,23 @@ package struct Counters: Sendable, Equatable {
     package var manualAdded = 0
     package var manualRemoved = 0
     package var manualExpired = 0
+    /// Whole-table loads (each is also a transaction).
+    package var tableLoads = 0
+    /// Changes by others to our table, by kind (`table`, `chain`, `rule`, `set`, `element`, …).
+    package var drift: [String: Int] = [:]
+    package var repairs = 0
+    package var audits = 0
+    package var notificationsLost = 0
 
     package init() {}
 
     package var list: [(String, Int)] {
         [("netlink_events", netEvents), ("netlink_overruns", overruns), ("resyncs", resyncs),
          ("transactions_ok", transactionsOK), ("transactions_failed", transactionsFailed),
-         ("reloads_ok", reloadsOK), ("reloads_failed", reloadsFailed), ("manual_added", manualAdded),
-         ("manual_removed", manualRemoved), ("manual_expired", manualExpired)]
+         ("table_loads", tableLoads), ("reloads_ok", reloadsOK), ("reloads_failed", reloadsFailed),
+         ("manual_added", manualAdded), ("manual_removed", manualRemoved), ("manual_expired", manualExpired),
+         ("drift_repairs", repairs), ("audits", audits), ("nft_notifications_lost", notificationsLost)]
+            + drift.sorted { $0.key < $1.key }.map { ("drift_\($0.key)", $0.value) }
     }
 }
 
@@ -98,6 +110,9 @@ package final class Reconciler: Sendable {
     private let hub: EventHub?
     private let version: String
     private let started: UInt64
+    private let onTable: @Sendable (String) -> Void
+    /// The reconciler thread's kernel id: every transaction it commits is ours (see `isOwn`).
+    private let threadID = Atomic<Int32>(0)
 
     private let shared = Mutex(Shared())
 
@@ -116,9 +131,11 @@ package final class Reconciler: Sendable {
         logger: Logger, retry: RetryPolicy = RetryPolicy(), clocks: Clocks, store: (any ManualEntryStore)? = nil,
         hub: EventHub? = nil, version: String = "dev",
         loadConfig: @escaping @Sendable (String) throws(ConfigError) -> Config,
-        onConverged: @escaping @Sendable (Int) -> Void = { _ in }
+        onConverged: @escaping @Sendable (Int) -> Void = { _ in },
+        onTable: @escaping @Sendable (String) -> Void = { _ in }
     ) {
         initialConfig = config
+        self.onTable = onTable
         self.configPath = configPath
         self.bus = bus
         self.backend = backend
@@ -139,9 +156,13 @@ package final class Reconciler: Sendable {
 
     /// Runs until the bus is closed. Throws only if the monitor reported that it cannot run.
     package func run() throws {
+        threadID.store(RNM_gettid(), ordering: .releasing)
         var loop = Loop(owner: self, state: ReconcileState(config: initialConfig))
         try loop.run()
     }
+
+    /// Whether a transaction committed by task `pid` (a thread id, from nftables' generation notice) is ours.
+    package func isOwn(_ pid: UInt32) -> Bool { Int32(bitPattern: pid) == threadID.load(ordering: .acquiring) }
 
     fileprivate func count(_ body: (inout Counters) -> Void) { shared.withLock { body(&$0.counters) } }
     fileprivate func setState(_ s: DaemonState) { shared.withLock { $0.state = s } }
@@ -160,6 +181,24 @@ package final class Reconciler: Sendable {
         var lastErrorWall: UInt64? = nil
         var manualDirty = false
         var setCommits: [String: ControlViews.SetCommitInfo] = [:]
+        /// What we last loaded as a whole table, and how the kernel lists it right after (the reference
+        /// the audit compares against). nil until the first load.
+        var loaded: Loaded? = nil
+        /// The next commit must load the whole table (start, structural reload, structural drift).
+        var needLoad = true
+        /// Read the managed elements back before the next plan (element drift).
+        var needReadBack = false
+        var needAudit = false
+        var auditAt: UInt64? = nil
+        /// When the drift being repaired was detected.
+        var repairStarted: ContinuousClock.Instant? = nil
+        var lastLoadReason = "start"
+
+        struct Loaded {
+            var table: String
+            var structure: String
+            var reference: String?
+        }
 
         init(owner: Reconciler, state: ReconcileState) {
             self.owner = owner
@@ -177,11 +216,11 @@ package final class Reconciler: Sendable {
         mutating func run() throws {
             restoreManual()
             guard readBack() else { return }
+            scheduleAudit()
             while true {
-                let timeout: Duration? = retryAt.map { t in
-                    let n = now()
-                    return t > n ? .nanoseconds(Int64(t - n)) : .zero
-                }
+                let n = now()
+                let next = [retryAt, auditAt].compactMap { $0 }.min()
+                let timeout: Duration? = next.map { t in t > n ? .nanoseconds(Int64(t - n)) : .zero }
                 guard let batch = owner.bus.next(timeout: timeout) else { return }
                 for event in batch { try handle(event) }
                 saveManualIfNeeded()
@@ -190,6 +229,12 @@ package final class Reconciler: Sendable {
                 if let t = retryAt {
                     guard now() >= t else { continue }  // still backing off; events are folded in meanwhile
                     retryAt = nil
+                    if !needLoad { guard readBack() else { return } }
+                }
+                if let t = auditAt, now() >= t { needAudit = true }
+                if needAudit { audit() }
+                if needReadBack {
+                    needReadBack = false
                     guard readBack() else { return }
                 }
                 commitIfNeeded()
@@ -233,6 +278,100 @@ package final class Reconciler: Sendable {
             case .monitorFailed(let why):
                 logger.critical("netlink monitor failed: \(why)")
                 throw ReconcilerError(description: "netlink monitor failed: \(why)")
+            case .tableChanged(let change):
+                drifted(change)
+            }
+        }
+
+        // MARK: Drift
+
+        /// Someone else's transaction touched our table: count, log, stream, and schedule the repair.
+        mutating func drifted(_ change: TableChange) {
+            if change.lost {
+                owner.count { $0.notificationsLost += 1 }
+                logger.info("nftables notifications were lost; auditing table inet \(state.config.table)")
+                needAudit = true
+                return
+            }
+            let elementsOnly = change.isElementsOnly(managed: state.setSpecs.keys)
+            let kind = Self.primaryKind(change.kinds.keys)
+            record(kind: kind, detail: change.summary, origin: change.origin, pid: change.pid, process: change.process)
+            guard state.config.driftRepair else { return }
+            if elementsOnly { needReadBack = true } else { needLoad = true; lastLoadReason = "drift" }
+        }
+
+        /// The most structural kind among those seen: what a repair has to restore.
+        static func primaryKind(_ kinds: some Collection<String>) -> String {
+            for k in ["table", "chain", "set", "rule", "flowtable", "object", "element"] where kinds.contains(k) { return k }
+            return kinds.first ?? "other"
+        }
+
+        mutating func record(kind: String, detail: String, origin: String, pid: UInt32? = nil, process: String? = nil) {
+            owner.count { $0.drift[kind, default: 0] += 1 }
+            let repair = state.config.driftRepair
+            if repair && repairStarted == nil { repairStarted = ContinuousClock.now }
+            logger.warning(
+                "table inet \(state.config.table) changed \(origin): \(detail); \(repair ? "repairing" : "reporting only (drift: report)")",
+                metadata: ["kind": "\(kind)"])
+            var pairs: [(String, JSON)] = [
+                ("event", .string("drift")), ("kind", .string(kind)), ("detail", .string(detail)),
+                ("action", .string(repair ? "repair" : "report")),
+            ]
+            if let pid { pairs.append(("pid", .int(Int(pid)))) }
+            if let process { pairs.append(("process", .string(process))) }
+            publish(pairs)
+        }
+
+        func scheduleAuditTime() -> UInt64? {
+            let ms = state.config.auditIntervalMs
+            return ms == 0 ? nil : now() &+ ms * 1_000_000
+        }
+
+        mutating func scheduleAudit() { auditAt = scheduleAuditTime() }
+
+        /// The backstop: reads our table back (managed elements and the structure listing) and compares it
+        /// with what we committed. Drift found here is repaired like drift reported by notifications.
+        mutating func audit() {
+            needAudit = false
+            scheduleAudit()
+            guard let loaded, !needLoad else { return }  // a load is due anyway
+            owner.count { $0.audits += 1 }
+            let table = state.config.table
+            let back: TableState?
+            let listing: String?
+            do {
+                back = try owner.backend.readBack(table: table, sets: Set(state.setSpecs.keys))
+                listing = try owner.backend.listStructure(table: table)
+            } catch {
+                logger.error("audit: cannot read table inet \(table) back: \(error)")
+                return
+            }
+            _ = state.expire(now: now())
+            var kind: String? = nil
+            var detail = ""
+            if back == nil || listing == nil {
+                kind = "table"
+                detail = "the table is gone"
+            } else if let reference = loaded.reference, listing != reference {
+                kind = "structure"
+                let d = TableDiff.compute(table: table, desiredStructure: reference, liveStructure: listing,
+                                          desired: TableState(name: table), live: nil)
+                detail = "\(d.structure.count) line(s) of chains, rules or sets differ"
+            } else if let back, let applied = state.applied, !back.matches(applied) {
+                kind = "element"
+                detail = "managed set elements differ"
+            }
+            guard let kind else {
+                logger.debug("audit: table inet \(table) is as committed")
+                return
+            }
+            record(kind: kind, detail: detail, origin: "(found by the audit)")
+            guard state.config.driftRepair else { return }
+            if kind == "element" {
+                state.setApplied(back)
+            } else {
+                needLoad = true
+                lastLoadReason = "drift"
             }
         }
 
@@ -266,7 +405,9 @@ package final class Reconciler: Sendable {
             }
         }
 
-        /// Plans at `now` (after dropping what expired) and commits; on failure schedules a retry.
+        /// Plans at `now` (after dropping what expired) and commits; on failure schedules a retry. Element
+        /// changes go out as one element transaction; anything that changes the table's shape (the table or a
+        /// managed set missing or different) loads the whole table instead.
         mutating func commitIfNeeded() {
             let t = now()
             let expired = state.expire(now: t)
@@ -275,7 +416,21 @@ package final class Reconciler: Sendable {
                 manualDirty = true
                 saveManualIfNeeded()
             }
+            if needLoad {
+                _ = loadTable()
+                return
+            }
             let plan = state.plan(now: t)
+            if plan.createTable || plan.deleteTable != nil || !plan.createSets.isEmpty || !plan.deleteSets.isEmpty {
+                if loaded != nil {
+                    owner.count { $0.drift["set", default: 0] += 1 }
+                    logger.warning("table inet \(state.config.table) lost managed sets or the table itself; reloading it")
+                }
+                needLoad = true
+                if loaded != nil { lastLoadReason = "drift" }
+                _ = loadTable()
+                return
+            }
             if plan.isEmpty {
                 failures = 0
                 revertTo = nil
@@ -283,6 +438,7 @@ package final class Reconciler: Sendable {
                     logger.notice("resync done, nothing to change", metadata: ["total_ms": "\(Reconciler.ms(ContinuousClock.now - r))"])
                     resyncStarted = nil
                 }
+                repaired()
                 markConverged(0)
                 return
             }
@@ -320,32 +476,105 @@ package final class Reconciler: Sendable {
                         ])
                     resyncStarted = nil
                 }
+                repaired()
                 markConverged(total)
             } catch {
-                failures += 1
-                owner.count { $0.transactionsFailed += 1 }
-                lastError = "\(error)"
-                lastErrorWall = wall()
-                for set in plan.touchedSets {
-                    setCommits[set, default: .init()].lastError = lastError
-                    setCommits[set, default: .init()].lastErrorWall = lastErrorWall
-                }
-                owner.setState(.degraded)
-                logger.error("commit failed, kernel state unchanged: \(error)", metadata: ["attempt": "\(failures)"])
-                publish([("event", .string("commit_failed")), ("error", .string("\(error)")), ("attempt", .int(failures))])
-                if let previous = revertTo {
-                    logger.error("reload rejected by the kernel; keeping the previous config")
-                    state.replaceConfig(previous, now: now())
-                    owner.shared.withLock {
-                        $0.generation -= 1
-                        $0.counters.reloadsOK -= 1
-                        $0.counters.reloadsFailed += 1
-                    }
-                    publish([("event", .string("reload")), ("ok", .bool(false)), ("error", .string("rejected by the kernel: \(error)"))])
-                    revertTo = nil
-                }
-                retryAt = now() + UInt64(owner.retry.delay(after: failures).microseconds * 1000)
+                failed(error, sets: plan.touchedSets)
             }
+        }
+
+        /// A drift repair (if one was pending) is complete.
+        mutating func repaired() {
+            guard let r = repairStarted else { return }
+            repairStarted = nil
+            owner.count { $0.repairs += 1 }
+            let ms = Reconciler.ms(ContinuousClock.now - r)
+            logger.notice("table inet \(state.config.table) repaired", metadata: ["took_ms": "\(ms)"])
+            publish([("event", .string("repaired")), ("ms", .string(ms))])
+        }
+
+        /// Renders the whole table from config and the desired elements and loads it as one transaction
+        /// (replacing what is there). Returns the error if the kernel refused it (then nothing changed).
+        @discardableResult
+        mutating func loadTable() -> (any Error)? {
+            let t = now()
+            let previous = loaded?.table
+            let rendered = TableRenderer.render(
+                config: state.config, desired: state.desired, now: t,
+                replacing: previous != state.config.table ? previous : nil, source: owner.configPath)
+            let started = ContinuousClock.now
+            do {
+                try owner.backend.load(rendered, dryRun: false)
+            } catch {
+                failed(error, sets: rendered.managed.sets.keys.sorted())
+                return error
+            }
+            state.loadedWholeTable(rendered.managed)
+            needLoad = false
+            let loadedIn = ContinuousClock.now - started
+            var reference: String? = nil
+            do {
+                reference = try owner.backend.listStructure(table: rendered.table)
+            } catch {
+                logger.warning("cannot list table inet \(rendered.table) after loading it (the audit will compare elements only): \(error)")
+            }
+            loaded = Loaded(table: rendered.table, structure: rendered.structure, reference: reference)
+            if previous != rendered.table { owner.onTable(rendered.table) }
+            failures = 0
+            revertTo = nil
+            lastCommitWall = wall()
+            for set in rendered.managed.sets.keys {
+                setCommits[set, default: .init()].lastCommitWall = lastCommitWall
+                setCommits[set, default: .init()].transactions += 1
+            }
+            let total = owner.shared.withLock { s -> Int in
+                s.counters.transactionsOK += 1
+                s.counters.tableLoads += 1
+                return s.counters.transactionsOK
+            }
+            let elements = rendered.managed.elementCount
+            logger.info(
+                "table inet \(rendered.table) loaded",
+                metadata: [
+                    "reason": "\(lastLoadReason)", "templates": "\(state.config.rules.count)",
+                    "sets": "\(rendered.managed.sets.count)", "elements": "\(elements)",
+                    "bytes": "\(rendered.text.utf8.count)", "took_ms": "\(Reconciler.ms(loadedIn))",
+                ])
+            publish([("event", .string("load")), ("reason", .string(lastLoadReason)), ("elements", .int(elements)),
+                     ("ms", .string(Reconciler.ms(loadedIn)))])
+            // libnftables' parse of a large table leaves megabytes of freed heap behind; give it back.
+            if rendered.text.utf8.count > 256 * 1024 { RNM_malloc_trim() }
+            repaired()
+            markConverged(total)
+            return nil
+        }
+
+        /// A transaction failed (the kernel kept its previous state): record, back off, and if it was a
+        /// reload's first commit, go back to the previous config.
+        mutating func failed(_ error: any Error, sets: [String]) {
+            failures += 1
+            owner.count { $0.transactionsFailed += 1 }
+            lastError = "\(error)"
+            lastErrorWall = wall()
+            for set in sets {
+                setCommits[set, default: .init()].lastError = lastError
+                setCommits[set, default: .init()].lastErrorWall = lastErrorWall
+            }
+            owner.setState(.degraded)
+            logger.error("transaction failed, kernel state unchanged: \(error)", metadata: ["attempt": "\(failures)"])
+            publish([("event", .string("commit_failed")), ("error", .string("\(error)")), ("attempt", .int(failures))])
+            if let previous = revertTo {
+                logger.error("reload rejected by the kernel; keeping the previous config")
+                state.replaceConfig(previous, now: now())
+                owner.shared.withLock {
+                    $0.generation -= 1
+                    $0.counters.reloadsOK -= 1
+                    $0.counters.reloadsFailed += 1
+                }
+                publish([("event", .string("reload")), ("ok", .bool(false)), ("error", .string("rejected by the kernel: \(error)"))])
+                revertTo = nil
+            }
+            retryAt = now() + UInt64(owner.retry.delay(after: failures).microseconds * 1000)
         }
 
         func markConverged(_ transactions: Int) {
@@ -367,7 +596,7 @@ package final class Reconciler: Sendable {
             var attempt = 0
             while true {
                 do {
-                    state.setApplied(try owner.backend.readBack(table: state.config.table))
+                    state.setApplied(try owner.backend.readBack(table: state.config.table, sets: Set(state.setSpecs.keys)))
                     return true
                 } catch {
                     attempt += 1
@@ -377,46 +606,134 @@ package final class Reconciler: Sendable {
             }
         }
 
-        /// Applies a new config if it is valid and different. Returns the new generation or the error.
+        /// Applies a new config if it is valid and different: parse, validate, render, dry run, then swap.
+        /// A change of structure (templates, defines, zones, set shapes) loads the whole table at once; an
+        /// element-only change goes out as an element transaction. Any failure keeps the running config and
+        /// the kernel table as they were. Returns the new generation or the error.
         mutating func reload() -> Result<JSON, ControlError> {
             owner.setState(.reloading)
             defer { if owner.daemonState == .reloading { owner.setState(failures > 0 ? .degraded : .ready) } }
+            func reject(_ message: String) -> Result<JSON, ControlError> {
+                owner.count { $0.reloadsFailed += 1 }
+                logger.error("reload failed, keeping the running config:\n\(message)")
+                publish([("event", .string("reload")), ("ok", .bool(false)), ("error", .string(message))])
+                return .failure(ControlError("reload_failed", message))
+            }
             let new: Config
             do {
                 new = try owner.loadConfig(owner.configPath)
             } catch {
-                owner.count { $0.reloadsFailed += 1 }
-                logger.error("reload failed, keeping the running config:\n\(error.description)")
-                publish([("event", .string("reload")), ("ok", .bool(false)), ("error", .string(error.description))])
-                return .failure(ControlError("reload_failed", error.description))
+                return reject(error.description)
             }
-            let changed = new != state.config
-            let generation = owner.shared.withLock { s -> Int in
-                s.counters.reloadsOK += 1
-                if changed { s.generation += 1 }
-                return s.generation
-            }
-            let result = JSON.object([("generation", .int(generation)), ("changed", .bool(changed))])
-            guard changed else {
+            guard new != state.config else {
+                let generation = owner.shared.withLock { s -> Int in
+                    s.counters.reloadsOK += 1
+                    return s.generation
+                }
                 logger.info("reload: config unchanged", metadata: ["generation": "\(generation)"])
                 publish([("event", .string("reload")), ("ok", .bool(true)), ("generation", .int(generation)), ("changed", .bool(false))])
-                return .success(result)
+                return .success(.object([("generation", .int(generation)), ("changed", .bool(false))]))
             }
-            if new.control != state.config.control {
+            var next = state
+            let dropped = next.replaceConfig(new, now: now())
+            let previousTable = loaded?.table ?? state.config.table
+            let rendered = TableRenderer.render(
+                config: new, desired: next.desired, now: now(),
+                replacing: previousTable != new.table ? previousTable : nil, source: owner.configPath)
+            let structural = needLoad || rendered.structure != loaded?.structure || rendered.table != loaded?.table
+            if structural {
+                do {
+                    try owner.backend.load(rendered, dryRun: true)
+                } catch {
+                    return reject("nft refused the new table (nothing was changed):\n\(error)")
+                }
+            }
+            let old = state.config
+            state = next
+            if structural {
+                needLoad = true
+                lastLoadReason = "reload"
+                // Loaded now, so the caller learns whether the kernel took it.
+                if haveSnapshot, retryAt == nil, let error = loadTable() {
+                    state.replaceConfig(old, now: now())
+                    needLoad = loaded == nil
+                    failures = 0
+                    retryAt = nil
+                    owner.setState(.ready)
+                    return reject("the kernel refused the new table (nothing was changed): \(error)")
+                }
+            } else {
+                revertTo = old
+            }
+            let generation = owner.shared.withLock { s -> Int in
+                s.counters.reloadsOK += 1
+                s.generation += 1
+                return s.generation
+            }
+            if new.control != old.control {
                 logger.warning("reload: control socket settings changed; they take effect when rnmd restarts")
             }
-            if new.stateDir != state.config.stateDir {
+            if new.stateDir != old.stateDir {
                 logger.warning("reload: state_dir changed; it takes effect when rnmd restarts")
             }
-            revertTo = state.config
-            let dropped = state.replaceConfig(new, now: now())
+            if new.auditIntervalMs != old.auditIntervalMs { scheduleAudit() }
             for (set, p) in dropped {
                 logger.warning("reload: manual entry \(p.compactDescription) dropped: set \(set) is no longer declared or cannot hold it")
             }
             if !dropped.isEmpty { manualDirty = true }
-            logger.notice("reload: new config", metadata: ["generation": "\(generation)", "zones": "\(new.zones.count)"])
+            logger.notice("reload: new config", metadata: [
+                "generation": "\(generation)", "zones": "\(new.zones.count)", "table_load": "\(structural)",
+            ])
             publish([("event", .string("reload")), ("ok", .bool(true)), ("generation", .int(generation)), ("changed", .bool(true))])
-            return .success(result)
+            return .success(.object([("generation", .int(generation)), ("changed", .bool(true))]))
+        }
+
+        /// The config file on disk against the live kernel table: what a reload would change.
+        mutating func plan() -> Result<JSON, ControlError> {
+            let new: Config
+            do {
+                new = try owner.loadConfig(owner.configPath)
+            } catch {
+                return .failure(ControlError("invalid_config", error.description))
+            }
+            let t = now()
+            var next = state
+            if new != state.config { next.replaceConfig(new, now: t) }
+            _ = next.expire(now: t)
+            let desired = next.desired
+            let previousTable = loaded?.table ?? state.config.table
+            let deletes = previousTable != new.table ? previousTable : nil
+            var shape = desired
+            for k in shape.elements.keys { shape.elements[k] = [:] }
+            let rendered = TableRenderer.render(config: new, desired: shape, now: t, replacing: deletes)
+            let desiredStructure: String
+            do {
+                if let loaded, let reference = loaded.reference, loaded.structure == rendered.structure, loaded.table == new.table {
+                    desiredStructure = reference
+                } else {
+                    desiredStructure = try owner.backend.canonicalStructure(rendered)
+                }
+            } catch {
+                return .failure(ControlError("plan_failed", "cannot work out the new table's structure: \(error)"))
+            }
+            let live: TableState?
+            let liveStructure: String?
+            do {
+                live = try owner.backend.readBack(table: new.table, sets: Set(desired.sets.keys))
+                liveStructure = try owner.backend.listStructure(table: new.table)
+            } catch {
+                return .failure(ControlError("plan_failed", "cannot read table inet \(new.table): \(error)"))
+            }
+            let diff = TableDiff.compute(
+                table: new.table, deletesTable: deletes, desiredStructure: desiredStructure, liveStructure: liveStructure,
+                desired: desired, live: live)
+            var json = diff.json
+            if case .object(var pairs) = json {
+                pairs.append(("config_changed", .bool(new != state.config)))
+                pairs.append(("text", .string(diff.text)))
+                json = .object(pairs)
+            }
+            return .success(json)
         }
 
         mutating func control(_ command: ControlCommand) -> Result<JSON, ControlError> {
@@ -474,6 +791,8 @@ package final class Reconciler: Sendable {
                 return .success(.object([("text", .string(metricsText()))]))
             case .plugins:
                 return .success(.array([]))
+            case .plan:
+                return plan()
             case .ping, .events:
                 return .failure(ControlError("internal", "\(command.verb) is answered by the control server"))
             }
@@ -509,6 +828,16 @@ package final class Reconciler: Sendable {
             metric("manual_entries_total", "counter", "Manual set entries by operation.",
                    [("{op=\"add\"}", c["manual_added"] ?? 0), ("{op=\"delete\"}", c["manual_removed"] ?? 0),
                     ("{op=\"expired\"}", c["manual_expired"] ?? 0)])
+            metric("table_loads_total", "counter", "Whole-table loads (start, structural reloads, repairs).", [("", c["table_loads"] ?? 0)])
+            let drift = owner.counters.drift
+            metric("drift_total", "counter", "Changes to our table by others, by kind.",
+                   ["table", "chain", "rule", "set", "element", "structure"].map { ("{kind=\"\($0)\"}", drift[$0] ?? 0) }
+                    + drift.filter { !["table", "chain", "rule", "set", "element", "structure"].contains($0.key) }.sorted { $0.key < $1.key }
+                        .map { ("{kind=\"\($0.key)\"}", $0.value) })
+            metric("drift_repairs_total", "counter", "Drift repairs completed.", [("", c["drift_repairs"] ?? 0)])
+            metric("audits_total", "counter", "Periodic or triggered read-backs of our table.", [("", c["audits"] ?? 0)])
+            metric("nft_notifications_lost_total", "counter", "nftables notification overruns (ENOBUFS).",
+                   [("", c["nft_notifications_lost"] ?? 0)])
             metric("set_elements", "gauge", "Elements in each managed set (as committed to the kernel).",
                    state.setSpecs.keys.sorted().map { ("{set=\"\($0)\"}", state.desiredCount(of: $0)) })
             if let hub = owner.hub {

@@ -100,12 +100,12 @@ public final class NftablesBackend: FirewallBackend {
 
     // MARK: - Read back
 
-    public func readBack(table: String) throws -> TableState? {
+    public func readBack(table: String, sets: Set<String>) throws -> TableState? {
         try socket.withLock { sock in
             guard try tableExists(table, sock) else { return nil }
             var state = TableState(name: table)
             let now = Self.monotonicNow()
-            for spec in try dumpSets(table, sock) {
+            for spec in try dumpSets(table, sock) where sets.contains(spec.name) {
                 state.sets[spec.name] = spec
                 state.elements[spec.name] = Self.assemble(try dumpElements(table, spec, sock), spec: spec, now: now)
             }
@@ -152,6 +152,7 @@ public final class NftablesBackend: FirewallBackend {
             var keyType: UInt32 = 0
             var keyLen: UInt32 = 0
             var flags: UInt32 = 0
+            var timeoutMs: UInt64? = nil
             Attributes.forEachInNfMessage(nlh) { a in
                 switch Int(Attributes.type(a)) {
                 case Int(NFTA_SET_TABLE.rawValue): tableName = Attributes.string(a)
@@ -159,13 +160,15 @@ public final class NftablesBackend: FirewallBackend {
                 case Int(NFTA_SET_KEY_TYPE.rawValue): keyType = Attributes.u32(a) ?? 0
                 case Int(NFTA_SET_KEY_LEN.rawValue): keyLen = Attributes.u32(a) ?? 0
                 case Int(NFTA_SET_FLAGS.rawValue): flags = Attributes.u32(a) ?? 0
+                case Int(NFTA_SET_TIMEOUT.rawValue): timeoutMs = Attributes.u64(a)
                 default: break
                 }
             }
             // Anonymous sets belong to rules; they are not ours to manage.
             guard tableName == table, !name.isEmpty, flags & UInt32(NFT_SET_ANONYMOUS.rawValue) == 0 else { return }
             specs.append(SetSpec(
-                name: name, type: SetKeyType(nftTypeID: keyType, keyLength: keyLen), flags: SetFlags(rawValue: flags)))
+                name: name, type: SetKeyType(nftTypeID: keyType, keyLength: keyLen), flags: SetFlags(rawValue: flags),
+                timeoutMs: timeoutMs.flatMap { $0 == 0 ? nil : $0 }))
         } onError: { e in
             throw FirewallError("list sets of table inet \(table)", errno: e)
         }
@@ -616,5 +619,27 @@ private final class Batch {
             if Int(Attributes.type(a)) == Int(NLMSGERR_ATTR_MSG.rawValue) { text = Attributes.string(a) }
         }
         return text
+    }
+}
+
+extension NftablesBackend {
+    public func load(_ table: RenderedTable, dryRun: Bool) throws {
+        try NftScript.load(table, dryRun: dryRun)
+        if !dryRun { sent.add(1, ordering: .relaxed) }
+    }
+
+    public func listStructure(table: String) throws -> String? {
+        try NftScript.listStructure(table: table)
+    }
+}
+
+extension NftablesBackend {
+    /// Loads `table` (without elements: they do not show in the listing) into a fresh network namespace on
+    /// a short-lived thread and lists it there. Needs CAP_SYS_ADMIN (unshare).
+    public func canonicalStructure(_ table: RenderedTable) throws -> String {
+        try ScratchNamespace.run { () throws(NftScriptError) -> String in
+            try NftScript.load(table, dryRun: false)
+            return try NftScript.listStructure(table: table.table) ?? ""
+        }
     }
 }

@@ -113,6 +113,14 @@ public final class RouteMonitor: AddressMonitor {
         }
     }
 
+    /// One dump of links and addresses, without subscribing (for `rnmd --render`).
+    public func snapshot() throws -> (links: [Link], addresses: [Address]) {
+        let sock = try MnlSocket(bus: NETLINK_ROUTE, groups: 0)
+        defer { sock.close() }
+        sock.setReceiveBuffer(receiveBufferSize)
+        return dumpUntilStable(sock)
+    }
+
     /// Discards what the socket had queued at the overflow: at most a receive buffer's worth of bytes, so a
     /// storm that keeps going cannot keep us here (anything later is newer than the dump that follows).
     private func discardQueued(_ fd: Int32, _ buffer: inout [UInt8]) {

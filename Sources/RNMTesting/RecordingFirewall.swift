@@ -11,6 +11,11 @@ public final class RecordingFirewall: FirewallBackend {
     private struct State {
         var tables: [String: TableState] = [:]
         var commits: [Plan] = []
+        var loads: [RenderedTable] = []
+        var dryRuns = 0
+        var structures: [String: String] = [:]
+        var failLoads = 0
+        var failDryRuns = 0
         var failCommits = 0
         var failReadBacks = 0
         var readBacks = 0
@@ -27,6 +32,19 @@ public final class RecordingFirewall: FirewallBackend {
     /// Every committed plan, in order.
     public var commits: [Plan] { state.withLock { $0.commits } }
     public var readBacks: Int { state.withLock { $0.readBacks } }
+    /// Every whole-table load (not dry runs), in order.
+    public var loads: [RenderedTable] { state.withLock { $0.loads } }
+    public var dryRuns: Int { state.withLock { $0.dryRuns } }
+
+    /// The next `n` real loads fail (and change nothing).
+    public func failNextLoads(_ n: Int) { state.withLock { $0.failLoads = n } }
+    /// The next `n` dry runs fail (as nft does for a template it refuses).
+    public func failNextDryRuns(_ n: Int) { state.withLock { $0.failDryRuns = n } }
+    /// Transactions of either kind: element commits and whole-table loads.
+    public var transactions: Int { state.withLock { $0.commits.count + $0.loads.count } }
+
+    /// Changes a table's structure behind the daemon's back (what `listStructure` returns).
+    public func setStructure(_ name: String, _ text: String?) { state.withLock { $0.structures[name] = text } }
 
     /// What the "kernel" holds now.
     public func table(_ name: String) -> TableState? { state.withLock { $0.tables[name] } }
@@ -60,15 +78,49 @@ public final class RecordingFirewall: FirewallBackend {
         }
     }
 
-    public func readBack(table: String) throws -> TableState? {
+    public func readBack(table: String, sets: Set<String>) throws -> TableState? {
         try state.withLock { s in
             s.readBacks += 1
             if s.failReadBacks > 0 {
                 s.failReadBacks -= 1
                 throw Failure(description: "injected read-back failure")
             }
-            return s.tables[table]
+            guard var t = s.tables[table] else { return nil }
+            t.sets = t.sets.filter { sets.contains($0.key) }
+            t.elements = t.elements.filter { sets.contains($0.key) }
+            return t
         }
+    }
+
+    /// Replaces the table with the rendered one (its structure becomes the rendered structure text).
+    public func load(_ table: RenderedTable, dryRun: Bool) throws {
+        try state.withLock { s in
+            if dryRun {
+                if s.failDryRuns > 0 {
+                    s.failDryRuns -= 1
+                    throw Failure(description: "injected dry-run failure")
+                }
+                s.dryRuns += 1
+                return
+            }
+            if s.failLoads > 0 {
+                s.failLoads -= 1
+                throw Failure(description: "injected load failure")
+            }
+            if let old = table.replacing {
+                s.tables[old] = nil
+                s.structures[old] = nil
+            }
+            s.tables[table.table] = table.managed
+            s.structures[table.table] = table.structure
+            s.loads.append(table)
+        }
+    }
+
+    public func canonicalStructure(_ table: RenderedTable) throws -> String { table.structure }
+
+    public func listStructure(table: String) throws -> String? {
+        state.withLock { s in s.tables[table] == nil ? nil : s.structures[table] ?? "" }
     }
 
     public func commit(_ plan: Plan) throws {

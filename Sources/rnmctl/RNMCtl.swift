@@ -41,7 +41,10 @@ struct RNMCtl: ParsableCommand {
             Read-only commands need root or membership of the control group; reload and set add/del need root.
             """,
         version: RNMVersionInfo.version,
-        subcommands: [Ping.self, Status.self, Reload.self, Sets.self, SetCommand.self, Monitor.self, Metrics.self, Plugins.self])
+        subcommands: [
+            Ping.self, Status.self, Reload.self, Plan.self, Sets.self, SetCommand.self, Monitor.self, Metrics.self,
+            Plugins.self,
+        ])
 
     @OptionGroup var global: GlobalOptions
 
@@ -80,6 +83,7 @@ func perform(_ global: GlobalOptions, _ command: ControlCommand, render: (JSON) 
     if global.json {
         print(line)
         if json["ok"]?.bool != true { throw ExitCode(Exit.daemonError) }
+        _ = render(json["result"] ?? .null)  // for commands that derive their exit code from the result
         return
     }
     guard json["ok"]?.bool == true else {
@@ -119,6 +123,30 @@ struct Reload: ParsableCommand {
         try perform(global, .reload) { r in
             "reloaded: generation \(r["generation"]?.int ?? 0)" + (r["changed"]?.bool == false ? " (config unchanged)" : "")
         }
+    }
+}
+
+struct Plan: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "What a reload would change: the config on disk against the live table.",
+        discussion: """
+            Lists the chains, rules, set declarations (in nft's canonical form) and managed set elements that
+            differ, `+` to add and `-` to remove; "in sync" when there is nothing to do. Changes nothing.
+            With --exit-code: 0 in sync, 4 when something differs.
+            """)
+    @OptionGroup var global: GlobalOptions
+    @Flag(name: .long, help: "Exit with 4 when the table differs from the config (0 when in sync).")
+    var exitCode = false
+
+    func run() throws {
+        var inSync = true
+        try perform(global, .plan) { r in
+            inSync = r["in_sync"]?.bool ?? true
+            var t = r["text"]?.string ?? ""
+            if t.hasSuffix("\n") { t.removeLast() }
+            return t
+        }
+        if exitCode && !inSync { throw ExitCode(4) }
     }
 }
 

@@ -16,6 +16,8 @@ case .help:
     print(DaemonCommand.usage, terminator: "")
 case .check(let path):
     exit(Daemon.check(configPath: path))
+case .render(let path):
+    exit(Daemon.render(configPath: path))
 case .run(let options):
     exit(Daemon.run(options))
 }

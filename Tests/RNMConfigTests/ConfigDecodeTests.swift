@@ -1,3 +1,4 @@
+import Glibc
 import RNMCore
 import RNMYAML
 import Testing
@@ -19,6 +20,24 @@ import Testing
         ])
         #expect(config.control == ControlConfig(socket: "/run/rnm/ctl.sock", group: "4242"))
         #expect(config.stateDir == "/var/lib/rnm-test")
+        #expect(config.rules.map(\.given) == ["rules.d/host.nft", "./rules.d/../rules.d/extra.nft"])
+        #expect(config.rules.map(\.path) == [Fixture.path("rules.d/host.nft"), Fixture.path("rules.d/extra.nft")])
+        #expect(config.rules[0].text.hasPrefix("chain input {\n"))
+        #expect(config.rules[1].text == "# empty on purpose\n")
+        #expect(config.defines == [Define(name: "ssh_port", value: "22"), Define(name: "trusted", value: "{ 10.0.0.0/8, 192.168.0.0/16 }")])
+        #expect(config.auditIntervalMs == 300_000)
+        #expect(config.driftRepair == false)
+    }
+
+    @Test func relativeConfigPath_resolvesTemplatesAgainstTheConfigsDirectory() throws {
+        // The working directory is the package root under `swift test`; the config is named relative to it.
+        var cwd = [CChar](repeating: 0, count: 4096)
+        _ = getcwd(&cwd, cwd.count)
+        let here = String(decoding: cwd.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard Fixture.directory.hasPrefix(here + "/") else { return }
+        let relative = String(Fixture.directory.dropFirst(here.count + 1)) + "/valid-full.yaml"
+        let config = try ConfigLoader.load(path: relative)
+        #expect(config.rules.first?.path == Fixture.path("rules.d/host.nft"))
     }
 
     @Test func shippedDefaultConfig_isValid() throws {

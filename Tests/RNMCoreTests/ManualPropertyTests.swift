@@ -54,7 +54,7 @@ import Testing
         let kernel = RecordingFirewall()
         var state = ReconcileState(config: Self.config)
         var now: UInt64 = 1000 * second
-        state.setApplied(try kernel.readBack(table: "rnm"))
+        state.setApplied(try kernel.readBack(table: "rnm", sets: Set(state.setSpecs.keys)))
         state.apply(.snapshot(links: [], addresses: []))
         for step in 0..<200 {
             switch Int.random(in: 0..<10, using: &rng) {

@@ -93,7 +93,7 @@ struct ReferenceModel {
             linkLocal: Bool.random(using: &rng), deprecated: Bool.random(using: &rng), temporary: Bool.random(using: &rng))
         let kernel = RecordingFirewall()
         var state = ReconcileState(config: config)
-        state.setApplied(try kernel.readBack(table: config.table))
+        state.setApplied(try kernel.readBack(table: config.table, sets: Set(state.setSpecs.keys)))
         var model = ReferenceModel()
         for step in 0..<300 {
             let e = Self.randomEvent(&rng, model)

@@ -39,3 +39,13 @@ int RNM_bind_unix(int fd, const char *path, unsigned int mode);
 
 /// accept4(2) with SOCK_NONBLOCK | SOCK_CLOEXEC (needs _GNU_SOURCE).
 int RNM_accept_nonblocking(int fd);
+
+/// memfd_create(name, MFD_CLOEXEC): an anonymous file (the rendered table is handed to libnftables as
+/// /proc/self/fd/N so its diagnostics carry line numbers). Returns the fd or -1.
+int RNM_memfd(const char *name);
+
+/// unshare(CLONE_NEWNET) for the calling thread only: a scratch network namespace. Returns 0 or -1.
+int RNM_unshare_netns(void);
+
+/// malloc_trim(0): hands freed heap back to the kernel after a large load.
+void RNM_malloc_trim(void);
