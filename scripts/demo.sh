@@ -15,6 +15,7 @@ WORK=$(mktemp -d /tmp/rnm-demo.XXXXXX)
 CONFIG="$WORK/config.yaml"
 sed -e "s|socket: /run/rnm/rnmd.sock|socket: $WORK/run/rnmd.sock|" -e "s|state_dir: /var/lib/rnm|state_dir: $WORK/state|" \
     "$ROOT/pkg-files/config/default.yaml" >"$CONFIG"
+cp -r "$ROOT/pkg-files/config/rules.d" "$WORK/"
 export RNM_SOCKET="$WORK/run/rnmd.sock"
 PID=""
 cleanup() {
@@ -104,6 +105,16 @@ bold "rnmctl set add blocklist_v4 192.0.2.0/24 198.51.100.7 timeout 1h: the kern
 "$RNMCTL" set add blocklist_v4 192.0.2.0/24 198.51.100.7 timeout 1h | sed 's/^/   /'
 "$RNMCTL" set show blocklist_v4 | sed 's/^/   /'
 settle; show_sets
+
+bold "someone runs 'nft flush ruleset' (what 'systemctl reload nftables' does): rnmd puts the table back"
+in_ns nft flush ruleset
+settle; show_sets
+
+bold "a template edit (open HTTPS on wan): 'rnmctl plan' shows what a reload would change, 'rnmctl reload' swaps it in"
+sed -i 's/iifname $wan_ifaces tcp dport $ssh_port accept/iifname $wan_ifaces tcp dport { $ssh_port, 443 } accept/' "$WORK/rules.d/router.nft"
+"$RNMCTL" plan | sed 's/^/   /'
+"$RNMCTL" reload | sed 's/^/   /'
+"$RNMCTL" plan | sed 's/^/   /'
 
 bold "SIGTERM: rnmd exits, the table stays as last committed (fail-static)"
 kill -TERM "$PID"; wait "$PID" || true; PID=""

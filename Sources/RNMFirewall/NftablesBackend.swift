@@ -275,7 +275,9 @@ public final class NftablesBackend: FirewallBackend {
                 if let (s, sr) = open, let hi = k.predecessor, s <= hi {
                     out[element(s, hi)] = deadline(sr)
                     open = nil
-                } else {
+                } else if k != IPv6Address(high: 0, low: 0) {
+                    // An end at the zero address with nothing open is nft's own marker ("nothing below the
+                    // first range"), which it adds when it loads interval elements; anything else is stray.
                     out[end(k)] = .never
                 }
             } else {
