@@ -4,8 +4,9 @@ SWIFT ?= swift
 PYTHON ?= /usr/bin/python3
 
 # Debian packages: C libraries we link, the tools the tests and the demo drive.
-DEB_PACKAGES := pkg-config libmnl-dev libnftnl-dev libyaml-dev nftables iproute2 procps \
-                python3 python3-pytest
+DEB_PACKAGES := pkg-config libmnl-dev libnftnl-dev libnftables-dev libyaml-dev nftables iproute2 procps \
+                iputils-ping python3 python3-pytest python3-yaml
+
 
 .PHONY: all deps build release demo test unit integration checks bench man completions clean
 

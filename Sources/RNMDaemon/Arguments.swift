@@ -11,6 +11,7 @@ public enum DaemonCommand: Equatable, Sendable {
 
     public static let usage = """
         USAGE: rnmd [--config PATH] [--check | --render] [--log-level LEVEL] [--netlink-buffer BYTES]
+                    [--nft-buffer BYTES]
 
         Owns one nftables table (inet) and keeps it in lockstep with the config, its rule templates and the
         live network. Runs in the foreground. SIGHUP re-reads the config (all or nothing); SIGTERM and SIGINT
@@ -24,7 +25,9 @@ public enum DaemonCommand: Equatable, Sendable {
           --render                Print the exact table text rnmd would load now (reads addresses and
                                   manual entries; changes nothing) and exit.
           --log-level LEVEL       trace, debug, info, notice, warning, error or critical (default: info).
-          --netlink-buffer BYTES  Netlink receive buffer (default: 4194304).
+          --netlink-buffer BYTES  Receive buffer for link and address notifications (default: 4194304).
+          --nft-buffer BYTES      Receive buffer for nftables notifications (default: 8388608). When it
+                                  overflows, rnmd audits its table.
           --version               Print the version.
           -h, --help              Show this help.
 
@@ -75,6 +78,12 @@ public enum DaemonCommand: Equatable, Sendable {
                     throw UsageError(description: "--netlink-buffer must be a number of bytes from 4096 to 1073741824; got \(v)")
                 }
                 options.netlinkBuffer = n
+            case "--nft-buffer":
+                let v = try value(name, inline)
+                guard let n = Int(v), n >= 4096, n <= 1 << 30 else {
+                    throw UsageError(description: "--nft-buffer must be a number of bytes from 4096 to 1073741824; got \(v)")
+                }
+                options.nftBuffer = n
             case "--version":
                 return .version
             case "-h", "--help", "help":

@@ -13,11 +13,14 @@ public struct DaemonOptions: Equatable, Sendable {
     public var logLevel: Logger.Level
     /// Netlink receive buffer (SO_RCVBUFFORCE).
     public var netlinkBuffer: Int
+    /// nftables notification receive buffer (SO_RCVBUFFORCE).
+    public var nftBuffer: Int
 
-    public init(configPath: String, logLevel: Logger.Level = .info, netlinkBuffer: Int = 4 << 20) {
+    public init(configPath: String, logLevel: Logger.Level = .info, netlinkBuffer: Int = 4 << 20, nftBuffer: Int = 8 << 20) {
         self.configPath = configPath
         self.logLevel = logLevel
         self.netlinkBuffer = netlinkBuffer
+        self.nftBuffer = nftBuffer
     }
 }
 
@@ -127,7 +130,7 @@ public enum Daemon {
         do {
             backend = try NftablesBackend()
             monitor = try RouteMonitor(receiveBufferSize: options.netlinkBuffer)
-            watcher = try NftablesWatcher(table: config.table)
+            watcher = try NftablesWatcher(table: config.table, receiveBuffer: options.nftBuffer)
         } catch {
             logger.critical("cannot open netlink sockets: \(error)")
             return 1

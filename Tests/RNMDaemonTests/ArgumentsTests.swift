@@ -8,10 +8,12 @@ import Testing
     }
 
     @Test func everyOption_inBothSpellings() throws {
-        let expected = DaemonCommand.run(DaemonOptions(configPath: "/x.yaml", logLevel: .debug, netlinkBuffer: 65536))
-        #expect(try DaemonCommand.parse(["--config", "/x.yaml", "--log-level", "debug", "--netlink-buffer", "65536"]) == expected)
-        #expect(try DaemonCommand.parse(["--config=/x.yaml", "--log-level=debug", "--netlink-buffer=65536"]) == expected)
+        let expected = DaemonCommand.run(DaemonOptions(configPath: "/x.yaml", logLevel: .debug, netlinkBuffer: 65536, nftBuffer: 8192))
+        #expect(try DaemonCommand.parse(["--config", "/x.yaml", "--log-level", "debug", "--netlink-buffer", "65536", "--nft-buffer", "8192"]) == expected)
+        #expect(try DaemonCommand.parse(["--config=/x.yaml", "--log-level=debug", "--netlink-buffer=65536", "--nft-buffer=8192"]) == expected)
         #expect(try DaemonCommand.parse(["--check", "--config", "/y.yaml"]) == .check(configPath: "/y.yaml"))
+        #expect(try DaemonCommand.parse(["--render", "--config", "/y.yaml"]) == .render(configPath: "/y.yaml"))
+        #expect(throws: DaemonCommand.UsageError.self) { try DaemonCommand.parse(["--render", "--check"]) }
         #expect(try DaemonCommand.parse(["--version"]) == .version)
         #expect(try DaemonCommand.parse(["-h"]) == .help)
     }
