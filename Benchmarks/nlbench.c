@@ -5,6 +5,8 @@
  *       For every change it timestamps the kernel's RTM_NEWADDR/RTM_DELADDR notification and the nftables
  *       NEWSETELEM/DELSETELEM notification that carries the same address (from whoever commits it), and
  *       prints the latencies as JSON. Both timestamps are taken by this one process on CLOCK_MONOTONIC.
+ *   nlbench gens
+ *       Prints every nftables generation (commit) as it arrives, with the committing task's pid.
  *   nlbench watch QUIET_MS
  *       Listens until QUIET_MS pass without any notification (after at least one), then prints JSON: counts
  *       and first/last timestamps of address and set-element notifications, and new generations by pid.
@@ -203,9 +205,38 @@ static int watch(int quiet_ms) {
     return 0;
 }
 
+/* One JSON line per nftables generation, as it arrives: {"t": CLOCK_MONOTONIC ns, "pid": committing task}. */
+static int gens(void) {
+    struct mnl_socket *nft = open_sock(NETLINK_NETFILTER, 0, NFNLGRP_NFTABLES);
+    static char buf[1 << 16];
+    printf("{\"ready\": true}\n");
+    fflush(stdout);
+    while (1) {
+        int n = recv(mnl_socket_get_fd(nft), buf, sizeof buf, 0);
+        uint64_t t = now_ns();
+        if (n < 0 && errno == ENOBUFS) {
+            printf("{\"t\": %llu, \"overrun\": true}\n", (unsigned long long)t);
+            fflush(stdout);
+            continue;
+        }
+        if (n <= 0) return 1;
+        for (struct nlmsghdr *nlh = (struct nlmsghdr *)buf; mnl_nlmsg_ok(nlh, n); nlh = mnl_nlmsg_next(nlh, &n)) {
+            if ((nlh->nlmsg_type & 0xff) != NFT_MSG_NEWGEN) continue;
+            struct nlattr *a;
+            uint32_t pid = 0;
+            mnl_attr_for_each(a, nlh, sizeof(struct nfgenmsg)) {
+                if (mnl_attr_get_type(a) == NFTA_GEN_PROC_PID) pid = ntohl(mnl_attr_get_u32(a));
+            }
+            printf("{\"t\": %llu, \"pid\": %u}\n", (unsigned long long)t, pid);
+            fflush(stdout);
+        }
+    }
+}
+
 int main(int argc, char **argv) {
     if (argc >= 5 && !strcmp(argv[1], "latency")) return latency(atoi(argv[2]), argv[3], atoi(argv[4]));
     if (argc >= 3 && !strcmp(argv[1], "watch")) return watch(atoi(argv[2]));
-    fprintf(stderr, "usage: nlbench latency COUNT IFNAME PACE_US | nlbench watch QUIET_MS\n");
+    if (argc >= 2 && !strcmp(argv[1], "gens")) return gens();
+    fprintf(stderr, "usage: nlbench latency COUNT IFNAME PACE_US | nlbench watch QUIET_MS | nlbench gens\n");
     return 2;
 }

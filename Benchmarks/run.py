@@ -125,7 +125,9 @@ def bench_latency(args, results):
     the machine's state hits every size alike; samples are pooled per size."""
     per_round, rounds = args.latency_events // 3, 3
     sizes = (0, 100_000, 1_000_000)
-    one_zone = {"table": "rnm", "interfaces": [{"name": "wan0", "zone": "wan"}]}
+    # The "other elements" are loaded by this benchmark, not by rnmd: foreign elements in a managed set, which
+    # rnmd would rightly remove as drift. `drift: report` leaves them in place for the measurement.
+    one_zone = {"table": "rnm", "interfaces": [{"name": "wan0", "zone": "wan"}], "drift": "report"}
     files = {n: elements_file("rnm", "wan_v4", n) for n in sizes if n}
     samples = {n: [] for n in sizes}
     missed = {n: 0 for n in sizes}
@@ -361,6 +363,208 @@ def bench_bulk(args, results):
 
 
 # --------------------------------------------------------------------------------------------------------
+def control(socket_path, lines):
+    """Sends request lines on one connection; returns the answers."""
+    import socket as _s
+    c = _s.socket(_s.AF_UNIX, _s.SOCK_STREAM)
+    c.settimeout(600)
+    c.connect(socket_path)
+    c.sendall("".join(l + "\n" for l in lines).encode())
+    c.shutdown(_s.SHUT_WR)
+    out = b""
+    while True:
+        b = c.recv(1 << 20)
+        if not b:
+            break
+        out += b
+    c.close()
+    return [json.loads(l) for l in out.decode().splitlines()]
+
+
+def big_template(n_rules, variant):
+    """A chain of exactly n_rules rules; `variant` changes every rule, so a swap replaces all of them."""
+    lines = ["chain input {", "\ttype filter hook input priority filter; policy accept;",
+             "\tct state established,related accept", "\tip saddr @bulk_v4 drop"]
+    for i in range(n_rules - 2):
+        lines.append(f"\tip saddr 172.{16 + (i >> 8) % 16}.{i & 255}.{variant} tcp dport {1000 + i} accept")
+    return "\n".join(lines + ["}"]) + "\n"
+
+
+def tids(pid):
+    try:
+        return {int(t) for t in os.listdir(f"/proc/{pid}/task")}
+    except FileNotFoundError:
+        return set()
+
+
+class Gens:
+    """`nlbench gens` in a namespace: every nftables commit with its time and committing task."""
+
+    def __init__(self, ns):
+        import queue
+        import threading
+        self.proc = subprocess.Popen(ns.exec_args("chrt", "-f", "10", NLBENCH, "gens"), stdout=subprocess.PIPE, text=True)
+        assert json.loads(self.proc.stdout.readline())["ready"]
+        self.queue = queue.Queue()
+        threading.Thread(target=lambda: [self.queue.put(json.loads(l)) for l in self.proc.stdout], daemon=True).start()
+
+    def next(self, predicate, timeout=10):
+        import queue
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                g = self.queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if predicate(g):
+                return g
+        raise RuntimeError("no matching nftables generation")
+
+    def close(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def flush_and_time_repair(ns, d, gens, structure_ref, script=None):
+    """`nft flush ruleset`; returns (ms from the flush's commit to rnmd's repair commit, rnmd's own ms)."""
+    ours = tids(d.proc.pid)
+    before = d.log_text().count("repaired took_ms=")
+    if script:
+        ns.nft("-f", "-", input=script)
+    else:
+        ns.nft("flush", "ruleset")
+    flush = gens.next(lambda g: "pid" in g and g["pid"] not in ours)
+    repair = gens.next(lambda g: g.get("pid") in ours)
+    deadline = time.monotonic() + 10
+    while d.log_text().count("repaired took_ms=") <= before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    own = [float(x.split("repaired took_ms=")[1].split()[0]) for x in d.log_text().splitlines() if "repaired took_ms=" in x]
+    listing = ns.nft("-t", "-s", "list", "table", "inet", d.table)
+    if listing != structure_ref:
+        raise RuntimeError("table not restored after flush")
+    return (repair["t"] - flush["t"]) / 1e6, own[-1]
+
+
+def rss_peak_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+
+
+def bench_swap(args, results):
+    """1,000 rules and 100,000 managed elements: whole-table swaps by reload, and repairs of that table."""
+    work = tempfile.mkdtemp(prefix="rnm-bench-swap-")
+    tpl = os.path.join(work, "input.nft")
+    with open(tpl, "w") as f:
+        f.write(big_template(1000, 1))
+    config = {"table": "rnm", "interfaces": [{"name": "wan0", "zone": "wan"}],
+              "sets": [{"name": "bulk_v4", "type": "ipv4_addr"}], "rules": [tpl]}
+    ns = veth_ns(["wan0"])
+    scratch = NetNS("rnmb")
+    try:
+        d = Rnmd(args.rnmd, ns, config)
+        sock = os.path.join(d.dir, "run", "rnmd.sock")
+        per = 4000
+        reqs = []
+        for start in range(0, 100_000, per):
+            els = [str(ipaddress.IPv4Address(0x0B000000 + i)) for i in range(start, min(100_000, start + per))]
+            reqs.append(json.dumps({"cmd": "set add", "set": "bulk_v4", "elements": els}))
+        answers = control(sock, reqs)
+        assert all(a["ok"] for a in answers), answers[:1]
+        count = lambda: len(json.loads(ns.nft("-j", "list", "set", "inet", "rnm", "bulk_v4"))["nftables"][1]["set"].get("elem", []))
+        if count() != 100_000:
+            raise RuntimeError("bulk set not filled")
+        steady = proc_memory(d.proc.pid)
+        walls, own, peaks, after, listed, dry = [], [], [], [], [], []
+        for run in range(9):
+            with open(tpl, "w") as f:
+                f.write(big_template(1000, 2 + run % 2))
+            with open(f"/proc/{d.proc.pid}/clear_refs", "w") as f:
+                f.write("5")  # reset the peak RSS (VmHWM) so it covers this reload alone
+            t0 = time.monotonic()
+            a = control(sock, [json.dumps({"cmd": "reload"})])[0]
+            walls.append((time.monotonic() - t0) * 1000)
+            assert a["ok"] and a["result"]["changed"], a
+            peaks.append(rss_peak_kib(d.proc.pid))
+            after.append(proc_memory(d.proc.pid)["VmRSS"])
+            line = [x for x in d.log_text().splitlines() if "loaded" in x and "reason=reload" in x][-1]
+            own.append(float(line.split("took_ms=")[1].split()[0]))
+            listed.append(float(line.split("listed_ms=")[1].split()[0]))
+            dry.append(float([x for x in d.log_text().splitlines() if "reload: new config" in x][-1]
+                             .split("dry_run_ms=")[1].split()[0]))
+        if count() != 100_000:
+            raise RuntimeError("elements lost in a swap")
+        rules = ns.nft("-a", "list", "chain", "inet", "rnm", "input").count("# handle") - 1  # the chain's own line
+        # Repairs of this big table: flush ruleset, timed between the two commits.
+        structure_ref = ns.nft("-t", "-s", "list", "table", "inet", "rnm")
+        gens = Gens(ns)
+        repairs = [flush_and_time_repair(ns, d, gens, structure_ref) for _ in range(5)]
+        gens.close()
+        # Baseline: the same text through `nft -f` (what rnmd --render prints), into an empty namespace.
+        text = ns.sh(args.rnmd, "--render", "--config", d.config_path)
+        path = os.path.join(work, "table.nft")
+        with open(path, "w") as f:
+            f.write(text)
+        base = []
+        for _ in range(5):
+            t0 = time.monotonic()
+            scratch.sh("nft", "-f", path, timeout=600)
+            base.append((time.monotonic() - t0) * 1000)
+        import resource
+        base_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        d.stop()
+    finally:
+        ns.close()
+        scratch.close()
+        shutil_rm(work)
+    results["swap"] = {
+        "rules": rules, "elements": 100_000, "runs": len(walls), "reload_ms_median": pct(walls, 0.5),
+        "reload_ms_max": max(walls), "load_ms_median": pct(own, 0.5), "load_ms_max": max(own),
+        "dry_run_ms_median": pct(dry, 0.5), "listing_ms_median": pct(listed, 0.5),
+        "rss_steady_kib": steady["VmRSS"], "rss_peak_kib_median": pct(peaks, 0.5), "rss_peak_kib_max": max(peaks),
+        "rss_after_kib": pct(after, 0.5), "repair_ms": [r[0] for r in repairs], "repair_own_ms": [r[1] for r in repairs],
+        "nft_f_ms_median": pct(base, 0.5), "nft_f_peak_kib": base_peak, "text_bytes": len(text)}
+
+
+def shutil_rm(path):
+    import shutil
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def bench_drift(args, results):
+    """The shipped router policy; `nft flush ruleset` 50 times (every other one the way `systemctl reload
+    nftables` does it: a script that flushes and loads its own table); time from that commit to rnmd's repair."""
+    work = tempfile.mkdtemp(prefix="rnm-bench-drift-")
+    import shutil
+    shutil.copytree(os.path.join(ROOT, "pkg-files", "config", "rules.d"), os.path.join(work, "rules.d"))
+    config = {"table": "rnm", "interfaces": [{"name": "eth0", "zone": "wan", "dhcp": True}, {"name": "eth1", "zone": "lan"}],
+              "sets": [{"name": "blocklist_v4", "type": "ipv4_addr", "flags": ["interval", "timeout"]},
+                       {"name": "blocklist_v6", "type": "ipv6_addr", "flags": ["interval", "timeout"]}],
+              "rules": [os.path.join(work, "rules.d", "common.nft"), os.path.join(work, "rules.d", "router.nft")],
+              "defines": {"ssh_port": 22}}
+    ns = veth_ns(["eth0", "eth1"])
+    try:
+        ns.ip_batch(["addr add 203.0.113.10/24 dev eth0", "addr add 2001:db8:1::10/64 dev eth0 nodad",
+                     "addr add 192.168.1.1/24 dev eth1"])
+        d = Rnmd(args.rnmd, ns, config)
+        time.sleep(0.3)
+        structure_ref = ns.nft("-t", "-s", "list", "table", "inet", "rnm")
+        gens = Gens(ns)
+        script = "flush ruleset\ntable inet filter {\n\tchain input { type filter hook input priority 0; }\n}\n"
+        runs = [flush_and_time_repair(ns, d, gens, structure_ref, script if i % 2 else None) for i in range(50)]
+        gens.close()
+        d.stop()
+    finally:
+        ns.close()
+        shutil_rm(work)
+    ext = [r[0] for r in runs]
+    own = [r[1] for r in runs]
+    results["drift"] = {"runs": len(runs), "p50_ms": pct(ext, 0.5), "p99_ms": pct(ext, 0.99), "max_ms": max(ext),
+                        "own_p50_ms": pct(own, 0.5), "own_p99_ms": pct(own, 0.99)}
+
+
+# --------------------------------------------------------------------------------------------------------
 def proc_memory(pid):
     fields = {}
     with open(f"/proc/{pid}/status") as f:
@@ -398,18 +602,21 @@ def descendants(pid):
 
 
 def bench_footprint(args, results):
+    """Idle rnmd, twice in the same window: with the default audit (every 60 s) and with the audit off."""
     names = [f"if{i}" for i in range(100)]
     config = {"table": "rnm", "interfaces": [{"name": n, "zone": f"z{i % 10}"} for i, n in enumerate(names)]}
     ns = NetNS("rnmb")
+    ns0 = NetNS("rnmb")
     base_ns = NetNS("rnmb")
     try:
         lines = [f"link add if{2 * i} type veth peer name if{2 * i + 1}" for i in range(50)]
         lines += [f"link set if{i} up" for i in range(100)]
         lines += [f"addr add 10.{i}.0.1/24 dev if{i}" for i in range(100)]
         lines += [f"addr add fd00:{i:x}::1/64 dev if{i} nodad" for i in range(100)]
-        ns.ip_batch(lines)
-        base_ns.ip_batch(lines)
+        for n in (ns, ns0, base_ns):
+            n.ip_batch(lines)
         d = Rnmd(args.rnmd, ns, config)
+        d0 = Rnmd(args.rnmd, ns0, dict(config, audit_interval=0))
         base_ns.nft("add", "table", "inet", "base")
         base_ns.nft("add", "set", "inet", "base", "wan_v4", "{ type ipv4_addr; }")
         base = subprocess.Popen(base_ns.exec_args(os.path.join(HERE, "baseline-cli.sh"), "if0", "base", "wan_v4"),
@@ -422,20 +629,22 @@ def bench_footprint(args, results):
             m = proc_memory(p)
             base_mem["VmRSS"] += m["VmRSS"]
             base_mem["RssAnon"] += m["RssAnon"]
-        c0 = ctx_switches(d.proc.pid)
+        c0, z0 = ctx_switches(d.proc.pid), ctx_switches(d0.proc.pid)
         b0 = sum(ctx_switches(p) for p in base_pids)
         time.sleep(args.idle_seconds)
-        c1 = ctx_switches(d.proc.pid)
+        c1, z1 = ctx_switches(d.proc.pid), ctx_switches(d0.proc.pid)
         b1 = sum(ctx_switches(p) for p in base_pids)
         results["footprint"] = {"interfaces": 100, "addresses": 200, "rss_kib": mem["VmRSS"],
                                 "anon_kib": mem["RssAnon"], "file_kib": mem["RssFile"], "threads": mem["Threads"],
-                                "idle_seconds": args.idle_seconds, "wakeups": c1 - c0,
+                                "idle_seconds": args.idle_seconds, "wakeups": c1 - c0, "wakeups_audit_off": z1 - z0,
                                 "baseline_rss_kib": base_mem["VmRSS"], "baseline_anon_kib": base_mem["RssAnon"],
                                 "baseline_processes": len(base_pids), "baseline_wakeups": b1 - b0}
         os.killpg(base.pid, signal.SIGTERM)
         d.stop()
+        d0.stop()
     finally:
         ns.close()
+        ns0.close()
         base_ns.close()
 
 
@@ -479,6 +688,8 @@ def write_markdown(path, m, r, args):
     add("spawns one `nft add/delete element` per event, as CLI-driven tools do. \"Other elements\" were loaded into")
     add("the same set (`nft -f`) after rnmd started, so the kernel set really is that large while rnmd commits;")
     add("one rnmd runs three rounds that cycle through the three sizes, and the samples are pooled per size.")
+    add("Those elements are foreign to rnmd (drift), so this rnmd runs with `drift: report`, which leaves them in")
+    add("place; its drift watcher still listens, so the kernel still builds notifications for every commit.")
     add("")
     add("| committer | other elements in the set | events | p50 | p90 | p99 | max | missed |")
     add("|---|---:|---:|---:|---:|---:|---:|---:|")
@@ -542,10 +753,55 @@ def write_markdown(path, m, r, args):
     add(f"| of which the commit, with the listener | {w['commit_ms']:.1f} ms |")
     add("")
     add(f"Target ≤ 300 ms: {verdict(q['internal_ms'] <= 300 and q['overruns'] == 1 and not q['stale'] and not q['missing'])}.")
-    add("With any process subscribed to nftables notifications (`nft monitor`, this benchmark's listener), the")
-    add("kernel builds and delivers one notification per element inside the commit; for 20,000 element changes")
-    add("that multiplies the commit time, as the last two rows show. rnm cannot avoid that cost; it is why the")
-    add("target is checked without a listener.")
+    add("With any process subscribed to nftables notifications, the kernel builds and delivers one notification")
+    add("per element inside the commit; rnmd's own drift watcher is such a subscriber, so every figure here")
+    add("includes that cost, and the last two rows add a second listener (this benchmark's) on top.")
+    add("")
+    add("## Whole-table swap")
+    add("")
+    w = r["swap"]
+    add(f"A table of {w['rules']:,} rules (one template) and {w['elements']:,} elements in a managed set (manual")
+    add(f"entries), swapped by `reload` with a template whose every rule changed ({w['runs']} reloads, alternating")
+    add("two templates). The reload is answered after: parse, render, libnftables dry run, the load (one")
+    add("transaction replacing the table), and listing the loaded table as the audit's reference. Peak RSS is")
+    add("rnmd's VmHWM over each reload alone (reset through /proc/PID/clear_refs before it). Baseline: `nft -f`")
+    add(f"of the same text (`rnmd --render`, {w['text_bytes'] / 1e6:.1f} MB) into an empty namespace.")
+    add("")
+    add("| measurement | value |")
+    add("|---|---:|")
+    add(f"| reload answered (median / max) | {w['reload_ms_median']:.0f} ms / {w['reload_ms_max']:.0f} ms |")
+    add(f"| of which the dry run (median) | {w['dry_run_ms_median']:.0f} ms |")
+    add(f"| of which the load, one transaction (median / max) | {w['load_ms_median']:.0f} ms / {w['load_ms_max']:.0f} ms |")
+    add(f"| of which listing the table for the audit (median) | {w['listing_ms_median']:.0f} ms |")
+    add(f"| `nft -f` of the same text (median) | {w['nft_f_ms_median']:.0f} ms |")
+    add(f"| rnmd RSS before the reloads / peak during a reload (median, max) / after | "
+        f"{w['rss_steady_kib'] / 1024:.0f} MiB / {w['rss_peak_kib_median'] / 1024:.0f}, {w['rss_peak_kib_max'] / 1024:.0f} MiB / "
+        f"{w['rss_after_kib'] / 1024:.0f} MiB |")
+    add(f"| peak RSS of `nft -f` for the same text | {w['nft_f_peak_kib'] / 1024:.0f} MiB |")
+    add(f"| repair after `nft flush ruleset`, flush commit → repair commit ({len(w['repair_ms'])} runs) | "
+        f"{', '.join('%.0f' % x for x in w['repair_ms'])} ms |")
+    add("")
+    add("The load costs what `nft -f` costs for the same text: libnftables parses and evaluates 100,000 elements")
+    add("and the kernel applies them. The peak RSS is libnftables' parse of that text (it is freed and returned")
+    add("with malloc_trim afterwards); the steady RSS is rnmd's own state for 100,000 manual entries. Element")
+    add("changes never take this path: an address change on this table is still one small element transaction.")
+    add("")
+    add("## Drift repair")
+    add("")
+    dr = r["drift"]
+    add(f"The shipped router policy (`pkg-files/config/rules.d`: common.nft + router.nft) in a namespace with two")
+    add(f"interfaces; `nft flush ruleset` {dr['runs']} times (every other time as `systemctl reload nftables` does it:")
+    add("a script that flushes and loads a table of its own). Timed by a listener in the namespace from the")
+    add("flush's commit (its NEWGEN notice) to rnmd's repair commit; the table's canonical listing is checked")
+    add("after every repair. rnmd's own figure runs from handling the notification until libnftables returned")
+    add("from the load, which includes its teardown after the commit (the kernel commits before that).")
+    add("")
+    add("| measurement | p50 | p99 | max |")
+    add("|---|---:|---:|---:|")
+    add(f"| flush commit → repair commit | {dr['p50_ms']:.1f} ms | {dr['p99_ms']:.1f} ms | {dr['max_ms']:.1f} ms |")
+    add(f"| rnmd: notification handled → libnftables returned from the load | {dr['own_p50_ms']:.1f} ms | {dr['own_p99_ms']:.1f} ms | |")
+    add("")
+    add(f"Target: repaired within 1 s: {verdict(dr['max_ms'] <= 1000)}.")
     add("")
     add("## Bulk load")
     add("")
@@ -576,12 +832,18 @@ def write_markdown(path, m, r, args):
     add("")
     add("| process | RSS | private anonymous | wakeups while idle |")
     add("|---|---:|---:|---:|")
-    add(f"| rnmd ({f['threads']} threads) | {f['rss_kib'] / 1024:.1f} MiB | {f['anon_kib'] / 1024:.1f} MiB | {f['wakeups']} |")
+    add(f"| rnmd ({f['threads']} threads), default `audit_interval: 60s` | {f['rss_kib'] / 1024:.1f} MiB | "
+        f"{f['anon_kib'] / 1024:.1f} MiB | {f['wakeups']} |")
+    if "wakeups_audit_off" in f:
+        add(f"| rnmd, `audit_interval: 0` (same window) | | | {f['wakeups_audit_off']} |")
     add(f"| baseline ({f['baseline_processes']} processes) | {f['baseline_rss_kib'] / 1024:.1f} MiB | "
         f"{f['baseline_anon_kib'] / 1024:.1f} MiB | {f['baseline_wakeups']} |")
     add("")
-    add(f"Targets RSS ≤ 15 MiB, private ≤ 4 MiB, zero wakeups: "
-        f"{verdict(f['rss_kib'] <= 15 * 1024 and f['anon_kib'] <= 4 * 1024 and f['wakeups'] == 0)}"
+    audits = f["idle_seconds"] // 60
+    quiet = f.get("wakeups_audit_off", f["wakeups"])
+    add(f"Targets RSS ≤ 15 MiB, private ≤ 4 MiB, no wakeups but the audit's (one per audit_interval, "
+        f"{audits} in this window; each wakes the reconciler and, for the read-back, nothing else): "
+        f"{verdict(f['rss_kib'] <= 15 * 1024 and f['anon_kib'] <= 4 * 1024 and quiet == 0 and f['wakeups'] <= audits * 4)}"
         + ("" if f["idle_seconds"] >= 600 else f" (idle window {f['idle_seconds']} s, shorter than the 10 minutes of the target)") + ".")
     add("")
     add("Most of the RSS is the Swift runtime's shared libraries mapped from disk (libswiftCore alone is ~5 MiB);")
@@ -602,7 +864,7 @@ def main():
     ap.add_argument("--idle-seconds", type=int, default=600)
     ap.add_argument("--latency-events", type=int, default=1000)
     ap.add_argument("--pace-us", type=int, default=10000)
-    ap.add_argument("--only", default="latency,storm,resync,bulk,footprint")
+    ap.add_argument("--only", default="latency,storm,resync,bulk,swap,drift,footprint")
     ap.add_argument("--render", action="store_true", help="only rewrite the markdown from docs/benchmarks.json")
     ap.add_argument("--merge", action="store_true",
                     help="re-measure only the --only parts; keep the others from the existing docs/benchmarks.json")
@@ -625,7 +887,7 @@ def main():
         print(f"== {name}", flush=True)
         globals()[f"bench_{name}"](args, results)
         print(json.dumps(results.get(name), indent=None)[:400], f"({time.monotonic() - t0:.0f} s)", flush=True)
-    if args.merge or set(args.only.split(",")) >= {"latency", "storm", "resync", "bulk", "footprint"}:
+    if args.merge or set(args.only.split(",")) >= {"latency", "storm", "resync", "bulk", "swap", "drift", "footprint"}:
         write_markdown(args.out, machine(), results, args)
         print(f"wrote {args.out}")
 

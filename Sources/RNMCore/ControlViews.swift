@@ -242,6 +242,16 @@ public enum ControlText {
             return "\(t) manual \(str(e["op"])) \(str(e["set"])): \((e["elements"]?.array ?? []).compactMap(\.string).joined(separator: " "))"
         case "dropped":
             return "\(t) (\(str(e["count"])) events dropped: this client read too slowly)"
+        case "load":
+            return "\(t) table loaded (\(str(e["reason"]))): \(str(e["elements"])) elements, \(str(e["ms"])) ms"
+        case "drift":
+            let who = e["pid"].map { " by pid \(str($0))" + (e["process"]?.string.map { " (\(YAMLNode.quoted($0)))" } ?? "") } ?? ""
+            // The detail names objects a foreign process created; keep it to one line whatever they are called.
+            let detail = str(e["detail"])
+            let safe = detail.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F } ? YAMLNode.quoted(detail) : detail
+            return "\(t) drift (\(str(e["kind"])))\(who): \(safe); \(str(e["action"]))"
+        case "repaired":
+            return "\(t) table repaired in \(str(e["ms"])) ms"
         default:
             return e.text
         }

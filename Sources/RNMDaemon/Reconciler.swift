@@ -483,12 +483,12 @@ package final class Reconciler: Sendable {
             }
         }
 
-        /// A drift repair (if one was pending) is complete.
-        mutating func repaired() {
+        /// A drift repair (if one was pending) is complete: the kernel acknowledged it at `at`.
+        mutating func repaired(at: ContinuousClock.Instant = .now) {
             guard let r = repairStarted else { return }
             repairStarted = nil
             owner.count { $0.repairs += 1 }
-            let ms = Reconciler.ms(ContinuousClock.now - r)
+            let ms = Reconciler.ms(at - r)
             logger.notice("table inet \(state.config.table) repaired", metadata: ["took_ms": "\(ms)"])
             publish([("event", .string("repaired")), ("ms", .string(ms))])
         }
@@ -509,10 +509,12 @@ package final class Reconciler: Sendable {
                 failed(error, sets: rendered.managed.sets.keys.sorted())
                 return error
             }
+            let acknowledged = ContinuousClock.now
             state.loadedWholeTable(rendered.managed)
             needLoad = false
-            let loadedIn = ContinuousClock.now - started
+            let loadedIn = acknowledged - started
             var reference: String? = nil
+            let listStarted = ContinuousClock.now
             do {
                 reference = try owner.backend.listStructure(table: rendered.table)
             } catch {
@@ -539,12 +541,13 @@ package final class Reconciler: Sendable {
                     "reason": "\(lastLoadReason)", "templates": "\(state.config.rules.count)",
                     "sets": "\(rendered.managed.sets.count)", "elements": "\(elements)",
                     "bytes": "\(rendered.text.utf8.count)", "took_ms": "\(Reconciler.ms(loadedIn))",
+                    "listed_ms": "\(Reconciler.ms(ContinuousClock.now - listStarted))",
                 ])
             publish([("event", .string("load")), ("reason", .string(lastLoadReason)), ("elements", .int(elements)),
                      ("ms", .string(Reconciler.ms(loadedIn)))])
             // libnftables' parse of a large table leaves megabytes of freed heap behind; give it back.
             if rendered.text.utf8.count > 256 * 1024 { RNM_malloc_trim() }
-            repaired()
+            repaired(at: acknowledged)
             markConverged(total)
             return nil
         }
@@ -641,12 +644,15 @@ package final class Reconciler: Sendable {
                 config: new, desired: next.desired, now: now(),
                 replacing: previousTable != new.table ? previousTable : nil, source: owner.configPath)
             let structural = needLoad || rendered.structure != loaded?.structure || rendered.table != loaded?.table
+            var dryRunMs = "-"
             if structural {
+                let started = ContinuousClock.now
                 do {
                     try owner.backend.load(rendered, dryRun: true)
                 } catch {
                     return reject("nft refused the new table (nothing was changed):\n\(error)")
                 }
+                dryRunMs = Reconciler.ms(ContinuousClock.now - started)
             }
             let old = state.config
             state = next
@@ -683,6 +689,7 @@ package final class Reconciler: Sendable {
             if !dropped.isEmpty { manualDirty = true }
             logger.notice("reload: new config", metadata: [
                 "generation": "\(generation)", "zones": "\(new.zones.count)", "table_load": "\(structural)",
+                "dry_run_ms": "\(dryRunMs)",
             ])
             publish([("event", .string("reload")), ("ok", .bool(true)), ("generation", .int(generation)), ("changed", .bool(true))])
             return .success(.object([("generation", .int(generation)), ("changed", .bool(true))]))

@@ -6,8 +6,9 @@ import Synchronization
 /// network namespace applies to the calling thread only). The namespace disappears with the thread. Used to
 /// see what nft makes of a table without touching the live one.
 enum ScratchNamespace {
+    // @unchecked Sendable is safe: `result` is written by the worker thread before it exits and read by the
+    // caller only after pthread_join; nothing else touches a Job.
     private final class Job: @unchecked Sendable {
-        // Safe: written by the worker thread before it exits and read by the caller only after pthread_join.
         let body: () throws(NftScriptError) -> String
         var result: Result<String, NftScriptError> = .failure(NftScriptError("not run"))
         init(_ body: @escaping () throws(NftScriptError) -> String) { self.body = body }

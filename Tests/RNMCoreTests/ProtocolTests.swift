@@ -147,3 +147,23 @@ import Testing
         }
     }
 }
+
+@Suite struct EventTextTests {
+    private func line(_ json: String) throws -> String { ControlText.event(try JSON.parse(json)) }
+
+    @Test func tableEvents_renderOneReadableLine() throws {
+        #expect(try line(#"{"time":"T","event":"load","reason":"reload","elements":12,"ms":"3.5"}"#)
+            == "T table loaded (reload): 12 elements, 3.5 ms")
+        #expect(try line(#"{"time":"T","event":"repaired","ms":"14.0"}"#) == "T table repaired in 14.0 ms")
+        #expect(try line(#"{"time":"T","event":"drift","kind":"chain","detail":"chain input deleted","action":"repair","pid":42,"process":"nft"}"#)
+            == #"T drift (chain) by pid 42 ("nft"): chain input deleted; repair"#)
+        #expect(try line(#"{"time":"T","event":"drift","kind":"other","detail":"audit","action":"report"}"#)
+            == "T drift (other): audit; report")
+    }
+
+    @Test func foreignNames_cannotBreakTheLine() throws {
+        let text = try line(#"{"time":"T","event":"drift","kind":"set","detail":"set x\nT fake line","action":"repair","pid":1,"process":"a\nb"}"#)
+        #expect(!text.contains("\n"))
+        #expect(text == #"T drift (set) by pid 1 ("a\nb"): "set x\nT fake line"; repair"#)
+    }
+}
