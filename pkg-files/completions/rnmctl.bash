@@ -183,13 +183,13 @@ _rnmctl() {
     unset 'unparsed_words[0]'
     unparsed_words=("${unparsed_words[@]}")
     case "${subcommand}" in
-    ping|status|reload|sets|set|monitor|metrics|plugins|help)
+    ping|status|reload|plan|sets|set|monitor|metrics|plugins|help)
         # Offer subcommand argument completions
         "_rnmctl_${subcommand}"
         ;;
     *)
         # Offer subcommand completions
-        COMPREPLY+=($(compgen -W 'ping status reload sets set monitor metrics plugins help' -- "${cur}"))
+        COMPREPLY+=($(compgen -W 'ping status reload plan sets set monitor metrics plugins help' -- "${cur}"))
         ;;
     esac
 }
@@ -233,6 +233,24 @@ _rnmctl_status() {
 _rnmctl_reload() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
+    repeating_options=()
+    non_repeating_options=(--socket --timeout)
+    __rnmctl_offer_flags_options 0
+
+    # Offer option value completions
+    case "${prev}" in
+    '--socket')
+        return
+        ;;
+    '--timeout')
+        return
+        ;;
+    esac
+}
+
+_rnmctl_plan() {
+    repeating_flags=()
+    non_repeating_flags=(--json --exit-code --version -h --help)
     repeating_options=()
     non_repeating_options=(--socket --timeout)
     __rnmctl_offer_flags_options 0

@@ -56,6 +56,7 @@ _rnmctl() {
             'ping:Check that rnmd answers.'
             'status:State, interfaces, sets and counters.'
             'reload:Re-read the config, all or nothing (root).'
+            'plan:What a reload would change: the config on disk against the live table.'
             'sets:The managed sets: type, flags, element count, owners.'
             'set:Show a set, or add and delete manual entries.'
             'monitor:Follow live events: address changes, commits, resyncs, reloads, errors.'
@@ -67,7 +68,7 @@ _rnmctl() {
         ;;
     arg)
         case "${words[1]}" in
-        ping|status|reload|sets|set|monitor|metrics|plugins|help)
+        ping|status|reload|plan|sets|set|monitor|metrics|plugins|help)
             "_rnmctl_${words[1]}" && ret=0
             ;;
         esac
@@ -111,6 +112,21 @@ _rnmctl_reload() {
         '--socket[The control socket (default\: $RNM_SOCKET, else /run/rnm/rnmd.sock).]:path:'
         '--json[Print the daemon'\''s JSON exactly as it answered.]'
         '--timeout[Give up after this many seconds.]:seconds:'
+        '--version[Show the version.]'
+        '(-h --help)'{-h,--help}'[Show help information.]'
+    )
+    _arguments -w -s -S : "${arg_specs[@]}" && ret=0
+
+    return "${ret}"
+}
+
+_rnmctl_plan() {
+    local -i ret=1
+    local -ar arg_specs=(
+        '--socket[The control socket (default\: $RNM_SOCKET, else /run/rnm/rnmd.sock).]:path:'
+        '--json[Print the daemon'\''s JSON exactly as it answered.]'
+        '--timeout[Give up after this many seconds.]:seconds:'
+        '--exit-code[Exit with 4 when the table differs from the config (0 when in sync).]'
         '--version[Show the version.]'
         '(-h --help)'{-h,--help}'[Show help information.]'
     )
