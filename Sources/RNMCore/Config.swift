@@ -30,12 +30,16 @@ public struct Config: Equatable, Sendable {
     public var auditIntervalMs: UInt64
     /// What to do when someone else changes our table: repair it (default), or only report.
     public var driftRepair: Bool
+    /// Where `plugins:` entries without a `path:` are found (`<plugin_dir>/<name>.so`).
+    public var pluginDir: String
+    /// Plugins, in config order.
+    public var plugins: [PluginConfig]
 
     public init(
         table: String = "rnm", interfaces: [InterfaceConfig] = [], addressPolicy: AddressPolicy = .init(),
         sets: [DeclaredSet] = [], control: ControlConfig = .init(), stateDir: String = "/var/lib/rnm",
         rules: [RuleTemplate] = [], defines: [Define] = [], auditIntervalMs: UInt64 = 60_000,
-        driftRepair: Bool = true
+        driftRepair: Bool = true, pluginDir: String = Config.defaultPluginDir, plugins: [PluginConfig] = []
     ) {
         self.table = table
         self.interfaces = interfaces
@@ -47,7 +51,11 @@ public struct Config: Equatable, Sendable {
         self.defines = defines
         self.auditIntervalMs = auditIntervalMs
         self.driftRepair = driftRepair
+        self.pluginDir = pluginDir
+        self.plugins = plugins
     }
+
+    public static let defaultPluginDir = "/usr/lib/rnm/plugins"
 
     public func declaredSet(named name: String) -> DeclaredSet? { sets.first { $0.name == name } }
 
@@ -60,6 +68,27 @@ public struct Config: Equatable, Sendable {
     /// Interface name → zone.
     public var zoneByInterface: [String: String] {
         Dictionary(interfaces.map { ($0.name, $0.zone) }, uniquingKeysWith: { a, _ in a })
+    }
+}
+
+/// One `plugins:` entry.
+public struct PluginConfig: Equatable, Sendable {
+    /// The instance's name: unique in the config, the owner name of its contributions (`plugin:<name>`).
+    public var name: String
+    /// The shared object, absolute: `path:` (relative to the config file) or `<plugin_dir>/<name>.so`.
+    public var path: String
+    public var enabled: Bool
+    /// The declared sets this plugin may touch, in config order.
+    public var sets: [String]
+    /// The entry's `config:` subtree as compact JSON (`{}` when absent).
+    public var configJSON: String
+
+    public init(name: String, path: String, enabled: Bool = true, sets: [String] = [], configJSON: String = "{}") {
+        self.name = name
+        self.path = path
+        self.enabled = enabled
+        self.sets = sets
+        self.configJSON = configJSON
     }
 }
 

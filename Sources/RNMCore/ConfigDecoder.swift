@@ -22,7 +22,10 @@ public enum ConfigDecoder {
         }
         guard let fields = r.fields(
             root, path: "",
-            known: ["table", "interfaces", "address_policy", "sets", "control", "state_dir", "rules", "defines", "audit_interval", "drift"])
+            known: [
+                "table", "interfaces", "address_policy", "sets", "control", "state_dir", "rules", "defines",
+                "audit_interval", "drift", "plugin_dir", "plugins",
+            ])
         else { return nil }
 
         var config = Config()
@@ -123,7 +126,166 @@ public enum ConfigDecoder {
             default: r.fail(d.mark, "drift", "expected repair or report, got \(YAMLNode.quoted(v))")
             }
         }
+        if let d = fields["plugin_dir"], let path = r.absolutePath(d, path: "plugin_dir") {
+            config.pluginDir = path.count > 1 && path.hasSuffix("/") ? String(path.dropLast()) : path
+        }
+        if let p = fields["plugins"] {
+            config.plugins = decodePlugins(p, declared: config.sets, pluginDir: config.pluginDir, directory: dir, r)
+        }
         return config
+    }
+
+    private static func decodePlugins(
+        _ node: YAMLNode, declared: [DeclaredSet], pluginDir: String, directory dir: String, _ r: NodeReader
+    ) -> [PluginConfig] {
+        if node.isNull { return [] }
+        guard let list = r.sequence(node, path: "plugins") else { return [] }
+        var out: [PluginConfig] = []
+        var seen: [String: SourceMark] = [:]
+        let declaredNames = Set(declared.map(\.name))
+        for (i, item) in list.enumerated() {
+            let at = "plugins[\(i)]"
+            guard let f = r.fields(item, path: at, known: ["name", "path", "enabled", "sets", "config"]) else { continue }
+            guard let nameNode = f["name"] else {
+                r.fail(item.mark, at, "missing required field `name`")
+                continue
+            }
+            guard let name = r.string(nameNode, path: "\(at).name") else { continue }
+            if let problem = Names.pluginNameProblem(name) {
+                r.fail(nameNode.mark, "\(at).name", "\(problem), got \(YAMLNode.quoted(name))")
+                continue
+            }
+            if let first = seen[name] {
+                r.fail(nameNode.mark, "\(at).name", "duplicate plugin name \(YAMLNode.quoted(name)) (first at \(first))")
+                continue
+            }
+            seen[name] = nameNode.mark
+            var plugin = PluginConfig(name: name, path: pluginDir + "/" + name + ".so")
+            if let p = f["path"], let given = r.string(p, path: "\(at).path") {
+                if given.isEmpty || given.utf8.contains(0) || given.contains("\n") || given.hasSuffix("/") {
+                    r.fail(p.mark, "\(at).path", "expected the path of a .so file, got \(YAMLNode.quoted(given))")
+                } else {
+                    plugin.path = given.hasPrefix("/") ? "".replacingDotSlash(with: given)
+                        : dir.hasPrefix("/") ? dir.replacingDotSlash(with: given) : (dir.isEmpty ? given : dir + "/" + given)
+                }
+            }
+            if let e = f["enabled"], let b = r.bool(e, path: "\(at).enabled") { plugin.enabled = b }
+            if let s = f["sets"], !s.isNull, let items = r.sequence(s, path: "\(at).sets") {
+                var granted = Set<String>()
+                for (j, setNode) in items.enumerated() {
+                    guard let set = r.string(setNode, path: "\(at).sets[\(j)]") else { continue }
+                    if !declaredNames.contains(set) {
+                        r.fail(setNode.mark, "\(at).sets[\(j)]",
+                            "set \(YAMLNode.quoted(set)) is not declared under `sets:`"
+                                + (declared.isEmpty ? " (none are)" : " (declared: \(declared.map(\.name).joined(separator: ", ")))"))
+                    } else if !granted.insert(set).inserted {
+                        r.fail(setNode.mark, "\(at).sets[\(j)]", "set \(YAMLNode.quoted(set)) is listed twice")
+                    } else {
+                        plugin.sets.append(set)
+                    }
+                }
+            }
+            if let c = f["config"], !c.isNull {
+                if case .mapping = c.kind {
+                    if let json = yamlToJSON(c, path: "\(at).config", r) { plugin.configJSON = json.text }
+                } else {
+                    r.fail(c.mark, "\(at).config", "expected a mapping (passed to the plugin as a JSON object), got \(c.kindDescription)")
+                }
+            }
+            out.append(plugin)
+        }
+        return out
+    }
+
+    /// A YAML subtree as JSON, with the YAML 1.2 core schema for plain scalars (null, booleans, integers,
+    /// floats); quoted scalars are strings. Mapping keys must be scalars and unique.
+    static func yamlToJSON(_ node: YAMLNode, path: String, _ r: NodeReader) -> JSON? {
+        switch node.kind {
+        case .sequence(let items):
+            var out: [JSON] = []
+            var ok = true
+            for (i, item) in items.enumerated() {
+                if let v = yamlToJSON(item, path: "\(path)[\(i)]", r) { out.append(v) } else { ok = false }
+            }
+            return ok ? .array(out) : nil
+        case .mapping(let pairs):
+            var out: [(String, JSON)] = []
+            var seen: [String: SourceMark] = [:]
+            var ok = true
+            for pair in pairs {
+                guard case .scalar(let key, _) = pair.key.kind else {
+                    r.fail(pair.key.mark, path, "a key must be a string, got \(pair.key.kindDescription)")
+                    ok = false
+                    continue
+                }
+                if let first = seen[key] {
+                    r.fail(pair.key.mark, "\(path).\(key)", "duplicate key `\(key)` (first at \(first))")
+                    ok = false
+                    continue
+                }
+                seen[key] = pair.key.mark
+                if let v = yamlToJSON(pair.value, path: "\(path).\(key)", r) { out.append((key, v)) } else { ok = false }
+            }
+            return ok ? .object(out) : nil
+        case .scalar(let s, let plain):
+            guard plain else { return .string(s) }
+            if node.isNull { return .null }
+            switch s {
+            case "true", "True", "TRUE": return .bool(true)
+            case "false", "False", "FALSE": return .bool(false)
+            case ".inf", ".Inf", ".INF", "+.inf", "-.inf", ".nan", ".NaN", ".NAN":
+                r.fail(node.mark, path, "\(s) has no JSON form; quote it to pass a string")
+                return nil
+            default: break
+            }
+            if let n = yamlNumber(s) { return .number(n) }
+            return .string(s)
+        }
+    }
+
+    /// A plain scalar that the core schema reads as a number: decimal, 0x hex, 0o octal, or a float.
+    static func yamlNumber(_ s: String) -> Double? {
+        let u = Array(s.utf8)
+        func digits(_ body: ArraySlice<UInt8>, radix: UInt64) -> Double? {
+            guard !body.isEmpty else { return nil }
+            var v: UInt64 = 0
+            for c in body {
+                let d: UInt64
+                switch c {
+                case 0x30...0x39: d = UInt64(c - 0x30)
+                case 0x61...0x66: d = UInt64(c - 0x61 + 10)
+                case 0x41...0x46: d = UInt64(c - 0x41 + 10)
+                default: return nil
+                }
+                guard d < radix else { return nil }
+                let (m, o1) = v.multipliedReportingOverflow(by: radix)
+                let (a, o2) = m.addingReportingOverflow(d)
+                if o1 || o2 { return nil }
+                v = a
+            }
+            return Double(v)
+        }
+        if u.count > 2, u[0] == 0x30, u[1] == 0x78 { return digits(u[2...], radix: 16) }
+        if u.count > 2, u[0] == 0x30, u[1] == 0x6F { return digits(u[2...], radix: 8) }
+        // [-+]? ( \.[0-9]+ | [0-9]+ ( \.[0-9]* )? ) ( [eE] [-+]? [0-9]+ )?
+        var i = 0
+        if i < u.count, u[i] == 0x2D || u[i] == 0x2B { i += 1 }
+        var mantissa = 0
+        while i < u.count, (0x30...0x39).contains(u[i]) { i += 1; mantissa += 1 }
+        if i < u.count, u[i] == 0x2E {
+            i += 1
+            while i < u.count, (0x30...0x39).contains(u[i]) { i += 1; mantissa += 1 }
+        }
+        guard mantissa > 0 else { return nil }
+        if i < u.count, u[i] == 0x65 || u[i] == 0x45 {
+            i += 1
+            if i < u.count, u[i] == 0x2D || u[i] == 0x2B { i += 1 }
+            var exp = 0
+            while i < u.count, (0x30...0x39).contains(u[i]) { i += 1; exp += 1 }
+            guard exp > 0 else { return nil }
+        }
+        guard i == u.count, let d = Double(s), d.isFinite else { return nil }
+        return d
     }
 
     private static func decodeControl(_ node: YAMLNode, _ r: NodeReader) -> ControlConfig {

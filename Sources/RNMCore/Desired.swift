@@ -46,7 +46,8 @@ public enum Desired {
     /// From scratch: `desired = f(config, observed, manual entries)`. Permanent owners win over timed ones;
     /// among timed ones the latest deadline wins; interval sets hold disjoint merged ranges.
     public static func compute(
-        config: Config, observed: ObservedState, manual: [String: [IPPrefix: Deadline]] = [:]
+        config: Config, observed: ObservedState, manual: [String: [IPPrefix: Deadline]] = [:],
+        plugins: [String: [String: [IPPrefix: Deadline]]] = [:]
     ) -> TableState {
         let specs = sets(for: config)
         var wanted: [String: [SetElement: Deadline]] = [:]
@@ -66,6 +67,12 @@ public enum Desired {
         for (set, entries) in manual {
             guard let d = config.declaredSet(named: set) else { continue }
             for (p, deadline) in entries { want(set, d.element(p.network), deadline) }
+        }
+        for (_, sets) in plugins {
+            for (set, entries) in sets {
+                guard let d = config.declaredSet(named: set) else { continue }
+                for (p, deadline) in entries { want(set, d.element(p.network), deadline) }
+            }
         }
         var state = TableState(name: config.table, sets: specs)
         for (name, spec) in specs {

@@ -59,6 +59,21 @@ public enum Names {
     }
 }
 
+extension Names {
+    /// Why `name` cannot name a plugin instance, or nil: [a-z0-9][a-z0-9_-]*, at most 32 characters.
+    public static func pluginNameProblem(_ name: String) -> String? {
+        let u = Array(name.utf8)
+        guard !u.isEmpty, u.count <= 32 else { return "a plugin name has 1 to 32 characters" }
+        func ok(_ c: UInt8, first: Bool) -> Bool {
+            (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39) || (!first && (c == 0x5F || c == 0x2D))
+        }
+        guard ok(u[0], first: true), u.dropFirst().allSatisfy({ ok($0, first: false) }) else {
+            return "a plugin name may contain only a-z, 0-9, '_' and '-' ([a-z0-9][a-z0-9_-]*)"
+        }
+        return nil
+    }
+}
+
 extension String {
     /// `dir` joined with a relative `path`, with `./` and `../` resolved lexically (config paths are root's).
     public func replacingDotSlash(with path: String) -> String {

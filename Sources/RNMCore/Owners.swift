@@ -29,13 +29,18 @@ struct Contributors: Equatable, Sendable {
     var config = false
     /// Deadline of the manual entry, if any.
     var manual: Deadline? = nil
+    /// Plugin name → deadline of its contribution (empty for most elements: costs one pointer).
+    var plugins: [String: Deadline] = [:]
 
-    var isEmpty: Bool { addresses == 0 && !config && manual == nil }
+    var isEmpty: Bool { addresses == 0 && !config && manual == nil && plugins.isEmpty }
 
-    /// The kernel element's deadline: never if any owner is permanent, else the latest.
+    /// The kernel element's deadline: never if any owner is permanent, else the latest (`never` is the
+    /// largest deadline).
     var deadline: Deadline {
         if addresses > 0 || config { return .never }
-        return manual ?? .never
+        var d = manual ?? 0
+        for p in plugins.values where p > d { d = p }
+        return d
     }
 
     func owners(zone: String?) -> [Owner] {
@@ -43,6 +48,7 @@ struct Contributors: Equatable, Sendable {
         if addresses > 0, let zone { out.append(.zone(zone)) }
         if config { out.append(.config) }
         if manual != nil { out.append(.manual) }
+        for p in plugins.keys.sorted() { out.append(.plugin(p)) }
         return out
     }
 }

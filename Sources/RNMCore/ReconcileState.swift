@@ -10,6 +10,12 @@ public struct ReconcileState: Sendable {
     public private(set) var applied: TableState?
     /// Manual entries per declared set: what the user added (as given) and until when.
     public private(set) var manual: [String: [IPPrefix: Deadline]] = [:]
+    /// Plugin contributions: plugin → set → entry (network prefix) → deadline.
+    public private(set) var plugins: [String: [String: [IPPrefix: Deadline]]] = [:]
+    /// No manual entry or plugin contribution expires before this (so `expire` scans only when one is due).
+    private var nextExpiry: Deadline = .never
+    /// No applied element expires before this.
+    private var appliedNextExpiry: Deadline = .never
 
     private var zoneByInterface: [String: String]
     private var specs: [String: SetSpec]
@@ -29,6 +35,7 @@ public struct ReconcileState: Sendable {
         self.applied = applied
         zoneByInterface = config.zoneByInterface
         specs = Desired.sets(for: config)
+        appliedNextExpiry = Self.earliest(applied)
         rebuild()
     }
 
@@ -87,6 +94,21 @@ public struct ReconcileState: Sendable {
             }
         }
         manual = kept
+        // Plugin contributions stay where the plugin is still enabled, still granted the set, and the set can
+        // still hold them (the host restarts a plugin whose grants changed; it contributes anew).
+        var keptPlugins: [String: [String: [IPPrefix: Deadline]]] = [:]
+        let grants = Dictionary(config.plugins.filter(\.enabled).map { ($0.name, Set($0.sets)) }, uniquingKeysWith: { a, _ in a })
+        for (plugin, sets) in plugins {
+            for (set, entries) in sets {
+                guard grants[plugin]?.contains(set) == true, let s = config.declaredSet(named: set) else { continue }
+                var out: [IPPrefix: Deadline] = [:]
+                for (p, d) in entries where p.address.family == s.family && (s.interval || p.length == s.family.maxPrefixLength) {
+                    out[p] = s.timeoutFlag ? d : .never
+                }
+                if !out.isEmpty { keptPlugins[plugin, default: [:]][set] = out }
+            }
+        }
+        plugins = keptPlugins
         rebuild()
         return dropped
     }
@@ -94,7 +116,16 @@ public struct ReconcileState: Sendable {
     /// What a read-back of our table found (nil: the table does not exist). The next plan is a full diff.
     public mutating func setApplied(_ state: TableState?) {
         applied = state
+        appliedNextExpiry = Self.earliest(state)
         needsFullDiff = true
+    }
+
+    private static func earliest(_ state: TableState?) -> Deadline {
+        var d = Deadline.never
+        for els in state?.elements.values ?? [:].values {
+            for v in els.values where v < d { d = v }
+        }
+        return d
     }
 
     // MARK: - Manual entries
@@ -119,6 +150,7 @@ public struct ReconcileState: Sendable {
         }
         expire(now: now)
         let deadline: Deadline = (timeoutMs ?? set.defaultTimeoutMs).map { now &+ $0 * 1_000_000 } ?? .never
+        nextExpiry = min(nextExpiry, deadline)
         for p in canonical {
             manual[name, default: [:]][p] = deadline
             contributeManual(name, p, deadline, set: set)
@@ -142,27 +174,56 @@ public struct ReconcileState: Sendable {
         return canonical
     }
 
-    /// Drops manual entries whose deadline has passed (the kernel expires their elements by itself) and
-    /// forgets applied elements that are past due. Never needs a transaction. Returns what expired.
+    /// Drops manual entries and plugin contributions whose deadline has passed (the kernel expires their
+    /// elements by itself) and forgets applied elements that are past due. Never needs a transaction. Returns
+    /// the manual entries that expired. Costs nothing until something is due.
     @discardableResult
     public mutating func expire(now: UInt64) -> [(set: String, entry: IPPrefix)] {
         var gone: [(String, IPPrefix)] = []
-        for (set, entries) in manual {
-            for (p, d) in entries where d != .never && d <= now {
-                withdrawManual(set, p)
-                manual[set]?[p] = nil
-                gone.append((set, p))
+        if now >= nextExpiry {
+            var next = Deadline.never
+            for (set, entries) in manual {
+                for (p, d) in entries {
+                    if d != .never && d <= now {
+                        withdrawManual(set, p)
+                        manual[set]?[p] = nil
+                        gone.append((set, p))
+                    } else if d < next {
+                        next = d
+                    }
+                }
+                if manual[set]?.isEmpty == true { manual[set] = nil }
             }
-            if manual[set]?.isEmpty == true { manual[set] = nil }
+            for (plugin, sets) in plugins {
+                for (set, entries) in sets {
+                    for (p, d) in entries {
+                        if d != .never && d <= now {
+                            withdrawPluginEntry(plugin, set, p)
+                            plugins[plugin]?[set]?[p] = nil
+                        } else if d < next {
+                            next = d
+                        }
+                    }
+                    if plugins[plugin]?[set]?.isEmpty == true { plugins[plugin]?[set] = nil }
+                }
+                if plugins[plugin]?.isEmpty == true { plugins[plugin] = nil }
+            }
+            nextExpiry = next
         }
-        if var a = applied {
+        if now >= appliedNextExpiry, var a = applied {
             var changed = false
+            var next = Deadline.never
             for (set, els) in a.elements {
-                for (e, d) in els where d != .never && d <= now {
-                    a.elements[set]?[e] = nil
-                    changed = true
+                for (e, d) in els {
+                    if d != .never && d <= now {
+                        a.elements[set]?[e] = nil
+                        changed = true
+                    } else if d < next {
+                        next = d
+                    }
                 }
             }
+            appliedNextExpiry = next
             if changed {
                 applied = a
                 for s in a.sets.keys where specs[s]?.isInterval == true { dirtyIntervals.insert(s) }
@@ -170,6 +231,76 @@ public struct ReconcileState: Sendable {
         }
         return gone
     }
+
+    // MARK: - Plugin contributions
+
+    /// The deadline of a plugin's entry in `set`: its own timeout, else the set's default, else never; never
+    /// in a set without the timeout flag.
+    private static func pluginDeadline(_ timeoutMs: UInt64, set: DeclaredSet, now: UInt64) -> Deadline {
+        guard set.timeoutFlag else { return .never }
+        if timeoutMs > 0 { return now &+ timeoutMs &* 1_000_000 }
+        return set.defaultTimeoutMs.map { now &+ $0 * 1_000_000 } ?? .never
+    }
+
+    /// Applies a plugin's changes to its contribution to `set` (checked by the host against the plugin's
+    /// grants; what this set cannot hold is skipped). Adding refreshes the deadline; removing what the plugin
+    /// does not contribute does nothing. Returns how many changes took effect.
+    @discardableResult
+    public mutating func applyPlugin(_ plugin: String, set name: String, _ changes: [PluginChange], now: UInt64) -> Int {
+        guard let set = config.declaredSet(named: name) else { return 0 }
+        var n = 0
+        for c in changes where c.prefix.address.family == set.family && (set.interval || c.prefix.length == set.family.maxPrefixLength) {
+            let p = c.prefix.network
+            if c.add {
+                let d = Self.pluginDeadline(c.timeoutMs, set: set, now: now)
+                if plugins[plugin]?[name]?[p] == d { continue }
+                plugins[plugin, default: [:]][name, default: [:]][p] = d
+                nextExpiry = min(nextExpiry, d)
+                contributePluginEntry(plugin, name, p, d, set: set)
+                n += 1
+            } else if plugins[plugin]?[name]?[p] != nil {
+                withdrawPluginEntry(plugin, name, p)
+                plugins[plugin]?[name]?[p] = nil
+                n += 1
+            }
+        }
+        if plugins[plugin]?[name]?.isEmpty == true { plugins[plugin]?[name] = nil }
+        if plugins[plugin]?.isEmpty == true { plugins[plugin] = nil }
+        return n
+    }
+
+    /// Makes a plugin's contribution to `set` exactly `entries` (each with `timeoutMs`, as in `applyPlugin`):
+    /// only the difference changes.
+    public mutating func replacePlugin(_ plugin: String, set name: String, _ entries: [IPPrefix], timeoutMs: UInt64, now: UInt64) {
+        guard let set = config.declaredSet(named: name) else { return }
+        var want: Set<IPPrefix> = []
+        want.reserveCapacity(entries.count)
+        for p in entries where p.address.family == set.family && (set.interval || p.length == set.family.maxPrefixLength) {
+            want.insert(p.network)
+        }
+        let have = plugins[plugin]?[name] ?? [:]
+        var changes: [PluginChange] = []
+        for p in have.keys where !want.contains(p) { changes.append(PluginChange(add: false, prefix: p)) }
+        for p in want { changes.append(PluginChange(add: true, prefix: p, timeoutMs: timeoutMs)) }
+        applyPlugin(plugin, set: name, changes, now: now)
+    }
+
+    /// Withdraws everything a plugin contributes (it stopped, failed or was removed). Returns how many
+    /// entries it had.
+    @discardableResult
+    public mutating func withdrawPlugin(_ plugin: String) -> Int {
+        guard let sets = plugins[plugin] else { return 0 }
+        var n = 0
+        for (set, entries) in sets {
+            for p in entries.keys { withdrawPluginEntry(plugin, set, p) }
+            n += entries.count
+        }
+        plugins[plugin] = nil
+        return n
+    }
+
+    /// How many entries a plugin contributes to a set.
+    public func pluginCount(_ plugin: String, set: String) -> Int { plugins[plugin]?[set]?.count ?? 0 }
 
     // MARK: - Outputs
 
@@ -267,6 +398,7 @@ public struct ReconcileState: Sendable {
     /// The kernel loaded the whole table holding `managed` (what `TableRenderer.render` put in it).
     public mutating func loadedWholeTable(_ managed: TableState) {
         applied = managed
+        appliedNextExpiry = Self.earliest(managed)
         dirty.removeAll(keepingCapacity: true)
         dirtyIntervals.removeAll()
         needsFullDiff = false
@@ -275,6 +407,10 @@ public struct ReconcileState: Sendable {
     /// The kernel accepted `plan`: it is now the applied state.
     public mutating func committed(_ plan: Plan) {
         plan.apply(to: &applied)
+        for (set, els) in plan.add {
+            let spec = applied?.sets[set]
+            for e in els { appliedNextExpiry = min(appliedNextExpiry, plan.deadline(of: e, in: spec)) }
+        }
         dirty.removeAll(keepingCapacity: true)
         dirtyIntervals.removeAll()
         needsFullDiff = false
@@ -295,6 +431,12 @@ public struct ReconcileState: Sendable {
         for (set, entries) in manual {
             guard let s = config.declaredSet(named: set) else { continue }
             for (p, d) in entries { contributeManual(set, p, d, set: s) }
+        }
+        for (plugin, sets) in plugins {
+            for (set, entries) in sets {
+                guard let s = config.declaredSet(named: set) else { continue }
+                for (p, d) in entries { contributePluginEntry(plugin, set, p, d, set: s) }
+            }
         }
         dirty = [:]
         dirtyIntervals = []
@@ -336,9 +478,38 @@ public struct ReconcileState: Sendable {
         markDirty(name, e)
     }
 
+    private mutating func contributePluginEntry(_ plugin: String, _ name: String, _ p: IPPrefix, _ deadline: Deadline, set: DeclaredSet) {
+        let e = set.element(p)
+        content[name, default: [:]][e, default: Contributors()].plugins[plugin] = deadline
+        markDirty(name, e)
+    }
+
+    private mutating func withdrawPluginEntry(_ plugin: String, _ name: String, _ p: IPPrefix) {
+        guard let set = config.declaredSet(named: name) else { return }
+        let e = set.element(p)
+        if var c = content[name]?[e] {
+            c.plugins[plugin] = nil
+            content[name]![e] = c.isEmpty ? nil : c
+        }
+        markDirty(name, e)
+    }
+
     private mutating func markDirty(_ set: String, _ e: SetElement) {
         guard !needsFullDiff else { return }
         if specs[set]?.isInterval == true { dirtyIntervals.insert(set) } else { dirty[set, default: []].insert(e) }
+    }
+}
+
+/// One change a plugin asked for: add (with a timeout in ms, 0 = the set's default) or remove.
+public struct PluginChange: Hashable, Sendable {
+    public var add: Bool
+    public var prefix: IPPrefix
+    public var timeoutMs: UInt64
+
+    public init(add: Bool, prefix: IPPrefix, timeoutMs: UInt64 = 0) {
+        self.add = add
+        self.prefix = prefix
+        self.timeoutMs = timeoutMs
     }
 }
 

@@ -2,7 +2,7 @@ import RNMCore
 import RNMTesting
 import Testing
 
-/// Random manual additions, deletions and the passing of time on declared sets (interval and plain, with
+/// Random manual additions, deletions, plugin contributions (apply, replace, withdraw by two plugins) and the passing of time on declared sets (interval and plain, with
 /// timeouts), committed at random moments into a fake kernel that refuses overlapping intervals and expires
 /// elements by itself. After every step: the incremental state equals the from-scratch definition, and every
 /// address of a small universe is covered exactly as the entries say.
@@ -57,7 +57,7 @@ import Testing
         state.setApplied(try kernel.readBack(table: "rnm", sets: Set(state.setSpecs.keys)))
         state.apply(.snapshot(links: [], addresses: []))
         for step in 0..<200 {
-            switch Int.random(in: 0..<10, using: &rng) {
+            switch Int.random(in: 0..<14, using: &rng) {
             case 0..<5:
                 let set = Bool.random(using: &rng) ? "iv4" : "pv4"
                 let n = Int.random(in: 1...3, using: &rng)
@@ -70,14 +70,36 @@ import Testing
                 if let p = state.manual[set]?.keys.randomElement(using: &rng) {
                     _ = try? state.deleteManual(set: set, [p], now: now)
                 }
+            case 7..<10:
+                let set = Bool.random(using: &rng) ? "iv4" : "pv4"
+                let plugin = Bool.random(using: &rng) ? "p1" : "p2"
+                var changes: [PluginChange] = []
+                for _ in 0..<Int.random(in: 1...4, using: &rng) {
+                    let timeout: UInt64 = Bool.random(using: &rng) ? UInt64.random(in: 1...60, using: &rng) * 1000 : 0
+                    changes.append(PluginChange(add: Int.random(in: 0..<3, using: &rng) > 0,
+                                                prefix: Self.randomPrefix(&rng, interval: set == "iv4"), timeoutMs: timeout))
+                }
+                state.applyPlugin(plugin, set: set, changes, now: now)
+            case 10:
+                let set = Bool.random(using: &rng) ? "iv4" : "pv4"
+                let entries = (0..<Int.random(in: 0...4, using: &rng)).map { _ in Self.randomPrefix(&rng, interval: set == "iv4") }
+                state.replacePlugin(Bool.random(using: &rng) ? "p1" : "p2", set: set, entries,
+                                    timeoutMs: Bool.random(using: &rng) ? 30_000 : 0, now: now)
+            case 11:
+                state.withdrawPlugin(Bool.random(using: &rng) ? "p1" : "p2")
             default:
                 now += UInt64.random(in: 0...20, using: &rng) * second
             }
             state.expire(now: now)
             kernel.expire(now: now)
-            let from = Desired.compute(config: Self.config, observed: state.observed, manual: state.manual)
+            let from = Desired.compute(config: Self.config, observed: state.observed, manual: state.manual, plugins: state.plugins)
             #expect(state.desired.matches(from), "seed \(seed) step \(step)")
-            let want = Self.coverage(state.manual["iv4"] ?? [:], config: Self.config.sets[0].elements, now: now)
+            // Every owner's entries, as timed claims on the universe (the same prefix from two owners: the later deadline).
+            var claims = state.manual["iv4"] ?? [:]
+            for sets in state.plugins.values {
+                for (p, d) in sets["iv4"] ?? [:] { claims[p] = claims[p].map { max($0, d) } ?? d }
+            }
+            let want = Self.coverage(claims, config: Self.config.sets[0].elements, now: now)
             #expect(Self.coverage(of: state.desired.elements["iv4"] ?? [:], now: now) == want, "seed \(seed) step \(step)")
             if Int.random(in: 0..<3, using: &rng) == 0 {
                 let plan = state.plan(now: now)
