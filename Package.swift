@@ -7,7 +7,8 @@
 //   RNMNetlink     rtnetlink monitor over libmnl.
 //   RNMFirewall    nftables: element transactions over libnftnl + libmnl, whole-table loads and listings
 //                  over libnftables, the drift watcher.
-//   RNMDaemon      event bus, reconciler loop, logging, wiring. Testable on fakes.
+//   RNMPluginABI   rnm_plugin.h, the C ABI plugins are built against.
+//   RNMDaemon      event bus, reconciler loop, plugin host, logging, wiring. Testable on fakes.
 //   rnmd           thin executable.
 import Foundation
 import PackageDescription
@@ -53,6 +54,10 @@ let package = Package(
             cSettings: [.define("RNM_VERSION", to: "\"\(version)\"")]
         ),
 
+        // The plugin ABI: include/rnm_plugin.h is the public contract (installed for out-of-tree plugins);
+        // abi.c freezes its layout at compile time.
+        .target(name: "RNMPluginABI"),
+
         // MARK: Pure core
         .target(name: "RNMCore"),
 
@@ -63,7 +68,7 @@ let package = Package(
         .target(
             name: "RNMDaemon",
             dependencies: [
-                "RNMCore", "RNMYAML", "RNMNetlink", "RNMFirewall", "CRNMShims", "CRNMVersion",
+                "RNMCore", "RNMYAML", "RNMNetlink", "RNMFirewall", "CRNMShims", "CRNMVersion", "RNMPluginABI",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
