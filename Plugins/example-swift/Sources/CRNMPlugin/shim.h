@@ -1,0 +1,1 @@
+#include <rnm_plugin.h>
