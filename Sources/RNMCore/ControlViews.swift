@@ -14,13 +14,16 @@ public enum ControlViews {
         public var counters: [(String, Int)]
         /// Per set: the last transaction that touched it.
         public var setCommits: [String: SetCommitInfo]
+        /// Plugins: name, state, health.
+        public var plugins: JSON
 
         public init(
             version: String, state: String, uptimeMs: UInt64, configPath: String, generation: Int,
             lastCommitWall: UInt64? = nil, lastError: String? = nil, lastErrorWall: UInt64? = nil,
-            counters: [(String, Int)] = [], setCommits: [String: SetCommitInfo] = [:]
+            counters: [(String, Int)] = [], setCommits: [String: SetCommitInfo] = [:], plugins: JSON = .array([])
         ) {
             self.setCommits = setCommits
+            self.plugins = plugins
             self.version = version
             self.state = state
             self.uptimeMs = uptimeMs
@@ -67,7 +70,7 @@ public enum ControlViews {
                 ("last_error", info.lastError.map { .string($0) } ?? .null), ("last_error_time", time(info.lastErrorWall)),
             ])),
             ("counters", .object(info.counters.map { ($0.0, .int($0.1)) })),
-            ("plugins", .array([])),
+            ("plugins", info.plugins),
         ])
     }
 
@@ -192,8 +195,28 @@ public enum ControlText {
         let counters = (r["counters"]?.object ?? []).map { "\($0.0)=\(str($0.1))" }
         lines.append("counters: " + counters.joined(separator: " "))
         let plugins = r["plugins"]?.array ?? []
-        lines.append(plugins.isEmpty ? "plugins: none loaded" : "plugins: \(plugins.count)")
+        lines.append(plugins.isEmpty ? "plugins: none configured" : "plugins: " + plugins.map { p in
+            "\(str(p["name"])) (\(str(p["state"]))\(p["health"]?.string.map { $0 == "ok" ? "" : ", \($0)" } ?? ""))"
+        }.joined(separator: ", "))
         return lines.joined(separator: "\n")
+    }
+
+    /// `plugins list`: one row per plugin, then the last error of those that have one.
+    public static func plugins(_ r: JSON) -> String {
+        let list = r.array ?? []
+        guard !list.isEmpty else { return "no plugins configured" }
+        let rows = list.map { p -> [String] in
+            let sets = (p["sets"]?.array ?? []).map { "\(str($0["name"])):\(str($0["elements"]))" }.joined(separator: ",")
+            var health = p["health"]?.string ?? "-"
+            if let m = p["message"]?.string { health += " (\(m))" }
+            return [str(p["name"]), str(p["state"]), health, p["version"]?.string ?? "-", sets.isEmpty ? "-" : sets,
+                    str(p["accepted"]), str(p["rejected"]), str(p["busy"])]
+        }
+        var out = table(["NAME", "STATE", "HEALTH", "VERSION", "SETS:ELEMENTS", "ACCEPTED", "REJECTED", "BUSY"], rows)
+        for p in list {
+            if let e = p["last_error"]?.string { out += "\n\(str(p["name"])): \(e)" }
+        }
+        return out
     }
 
     public static func sets(_ r: JSON) -> String {

@@ -17,6 +17,8 @@ package enum DaemonEvent: Sendable {
     case monitorFailed(String)
     /// Someone else changed our table (or nftables notifications were lost).
     case tableChanged(TableChange)
+    /// A plugin queued calls (the reconciler drains every plugin's queue).
+    case plugins
 }
 
 /// Counters since start.
@@ -38,6 +40,9 @@ package struct Counters: Sendable, Equatable {
     package var repairs = 0
     package var audits = 0
     package var notificationsLost = 0
+    /// Plugin calls applied, and elements withdrawn from plugins that stopped.
+    package var pluginCalls = 0
+    package var pluginWithdrawn = 0
 
     package init() {}
 
@@ -46,7 +51,8 @@ package struct Counters: Sendable, Equatable {
          ("transactions_ok", transactionsOK), ("transactions_failed", transactionsFailed),
          ("table_loads", tableLoads), ("reloads_ok", reloadsOK), ("reloads_failed", reloadsFailed),
          ("manual_added", manualAdded), ("manual_removed", manualRemoved), ("manual_expired", manualExpired),
-         ("drift_repairs", repairs), ("audits", audits), ("nft_notifications_lost", notificationsLost)]
+         ("drift_repairs", repairs), ("audits", audits), ("nft_notifications_lost", notificationsLost),
+         ("plugin_calls", pluginCalls), ("plugin_withdrawn", pluginWithdrawn)]
             + drift.sorted { $0.key < $1.key }.map { ("drift_\($0.key)", $0.value) }
     }
 }
@@ -111,6 +117,7 @@ package final class Reconciler: Sendable {
     private let version: String
     private let started: UInt64
     private let onTable: @Sendable (String) -> Void
+    private let pluginWatchdog: Duration
     /// The reconciler thread's kernel id: every transaction it commits is ours (see `isOwn`).
     private let threadID = Atomic<Int32>(0)
 
@@ -132,9 +139,11 @@ package final class Reconciler: Sendable {
         hub: EventHub? = nil, version: String = "dev",
         loadConfig: @escaping @Sendable (String) throws(ConfigError) -> Config,
         onConverged: @escaping @Sendable (Int) -> Void = { _ in },
-        onTable: @escaping @Sendable (String) -> Void = { _ in }
+        onTable: @escaping @Sendable (String) -> Void = { _ in },
+        pluginWatchdog: Duration = .seconds(5)
     ) {
         initialConfig = config
+        self.pluginWatchdog = pluginWatchdog
         self.onTable = onTable
         self.configPath = configPath
         self.bus = bus
@@ -157,7 +166,10 @@ package final class Reconciler: Sendable {
     /// Runs until the bus is closed. Throws only if the monitor reported that it cannot run.
     package func run() throws {
         threadID.store(RNM_gettid(), ordering: .releasing)
-        var loop = Loop(owner: self, state: ReconcileState(config: initialConfig))
+        let bus = bus
+        let plugins = PluginHost(logger: logger, clocks: clocks, watchdog: pluginWatchdog) { bus.send(.plugins, weight: 0) }
+        var loop = Loop(owner: self, state: ReconcileState(config: initialConfig), plugins: plugins)
+        defer { plugins.shutdown() }
         try loop.run()
     }
 
@@ -171,6 +183,7 @@ package final class Reconciler: Sendable {
     private struct Loop {
         let owner: Reconciler
         var state: ReconcileState
+        let plugins: PluginHost
         var haveSnapshot = false
         var failures = 0
         var retryAt: UInt64? = nil
@@ -200,9 +213,10 @@ package final class Reconciler: Sendable {
             var reference: String?
         }
 
-        init(owner: Reconciler, state: ReconcileState) {
+        init(owner: Reconciler, state: ReconcileState, plugins: PluginHost) {
             self.owner = owner
             self.state = state
+            self.plugins = plugins
         }
 
         var logger: Logger { owner.logger }
@@ -217,6 +231,7 @@ package final class Reconciler: Sendable {
             restoreManual()
             guard readBack() else { return }
             scheduleAudit()
+            syncPlugins()
             while true {
                 let n = now()
                 let next = [retryAt, auditAt].compactMap { $0 }.min()
@@ -280,6 +295,34 @@ package final class Reconciler: Sendable {
                 throw ReconcilerError(description: "netlink monitor failed: \(why)")
             case .tableChanged(let change):
                 drifted(change)
+            case .plugins:
+                drainPlugins()
+            }
+        }
+
+        // MARK: Plugins
+
+        /// Brings plugins in line with the config; withdraws what stopped instances contributed, then takes
+        /// what the (re)started ones queued, so a restart that re-contributes the same elements changes nothing.
+        mutating func syncPlugins(retry: Bool = true) {
+            for name in plugins.sync(state.config, retry: retry) {
+                let n = state.withdrawPlugin(name)
+                owner.count { $0.pluginWithdrawn += n }
+                if n > 0 { logger.info("plugin \(name): withdrew its \(n) elements") }
+            }
+            drainPlugins()
+        }
+
+        mutating func drainPlugins() {
+            let t = now()
+            for (name, calls) in plugins.drain() {
+                for call in calls {
+                    switch call {
+                    case .apply(let set, let changes): state.applyPlugin(name, set: set, changes, now: t)
+                    case .replace(let set, let entries, let timeout): state.replacePlugin(name, set: set, entries, timeoutMs: timeout, now: t)
+                    }
+                }
+                owner.count { $0.pluginCalls += calls.count }
             }
         }
 
@@ -634,6 +677,7 @@ package final class Reconciler: Sendable {
                     return s.generation
                 }
                 logger.info("reload: config unchanged", metadata: ["generation": "\(generation)"])
+                syncPlugins()  // retries refused and failed plugins (a fixed file, say)
                 publish([("event", .string("reload")), ("ok", .bool(true)), ("generation", .int(generation)), ("changed", .bool(false))])
                 return .success(.object([("generation", .int(generation)), ("changed", .bool(false))]))
             }
@@ -687,6 +731,7 @@ package final class Reconciler: Sendable {
                 logger.warning("reload: manual entry \(p.compactDescription) dropped: set \(set) is no longer declared or cannot hold it")
             }
             if !dropped.isEmpty { manualDirty = true }
+            syncPlugins()
             logger.notice("reload: new config", metadata: [
                 "generation": "\(generation)", "zones": "\(new.zones.count)", "table_load": "\(structural)",
                 "dry_run_ms": "\(dryRunMs)",
@@ -797,7 +842,7 @@ package final class Reconciler: Sendable {
             case .metrics:
                 return .success(.object([("text", .string(metricsText()))]))
             case .plugins:
-                return .success(.array([]))
+                return .success(plugins.list { state.pluginCount($0, set: $1) })
             case .plan:
                 return plan()
             case .ping, .events:
@@ -811,7 +856,7 @@ package final class Reconciler: Sendable {
                 version: owner.version, state: daemonState.rawValue, uptimeMs: (now() - owner.started) / 1_000_000,
                 configPath: owner.configPath, generation: generation, lastCommitWall: lastCommitWall,
                 lastError: lastError, lastErrorWall: lastErrorWall,
-                counters: counters.list + (owner.hub?.counters ?? []), setCommits: setCommits)
+                counters: counters.list + (owner.hub?.counters ?? []), setCommits: setCommits, plugins: plugins.summary)
         }
 
         /// Prometheus text exposition.

@@ -273,14 +273,12 @@ struct Plugins: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Plugins.", subcommands: [List.self], defaultSubcommand: List.self)
 
     struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Loaded plugins, their state and contributions.")
+        static let configuration = CommandConfiguration(
+            abstract: "Configured plugins: state, health, version, granted sets with element counts, calls accepted, rejected and refused as busy, last error.")
         @OptionGroup var global: GlobalOptions
 
         func run() throws {
-            try perform(global, .plugins) { r in
-                let list = r.array ?? []
-                return list.isEmpty ? "no plugins loaded" : list.map(\.text).joined(separator: "\n")
-            }
+            try perform(global, .plugins) { r in ControlText.plugins(r) }
         }
     }
 }
