@@ -59,6 +59,14 @@ public enum Daemon {
             print("  set \(name) (\(spec.type))")
         }
         for t in config.rules { print("  rules \(t.path)") }
+        for p in config.plugins {
+            let sets = p.sets.isEmpty ? "no sets" : "sets \(p.sets.joined(separator: ", "))"
+            print("  plugin \(p.name) (\(p.enabled ? sets : "disabled")): \(p.path)")
+            // The file checks only: loading would run the plugin's code.
+            if p.enabled, case .failure(let e) = PluginHost.checkFile(p.path) {
+                writeStderr("warning: plugin \(p.name) would be refused: \(e.message)\n")
+            }
+        }
         print("nft dry run: \(dryRun)")
         return 0
     }

@@ -164,3 +164,26 @@ import Testing
         }
     }
 }
+
+@Suite struct PluginConfigTests {
+    @Test func plugins_decodeWithPathsGrantsAndConfigAsJSON() throws {
+        let config = try ConfigLoader.load(path: Fixture.path("plugins-valid.yaml"))
+        #expect(config.pluginDir == "/opt/rnm/plugins")
+        #expect(config.plugins.map(\.name) == ["docker", "local", "abs"])
+        #expect(config.plugins[0].path == "/opt/rnm/plugins/docker.so")
+        #expect(config.plugins[0].sets == ["allow_v4", "ban_v6"])
+        #expect(config.plugins[0].enabled)
+        // YAML 1.2 core schema for plain scalars; quoted ones stay strings; key order is kept.
+        #expect(config.plugins[0].configJSON == #"{"socket":"/run/docker.sock","labels":["a","b"],"retries":3,"ratio":0.5,"hex":31,"debug":false,"quoted":"true","none":null,"nested":{"x":[1,{"y":null}]}}"#)
+        #expect(config.plugins[1].path == Fixture.path("lib/local.so"))
+        #expect(!config.plugins[1].enabled)
+        #expect(config.plugins[1].configJSON == "{}")
+        #expect(config.plugins[2].path == "/usr/lib/rnm/plugins/abs.so")
+    }
+
+    @Test func pluginDir_defaultsToTheShippedDirectory() throws {
+        let config = try ConfigLoader.load(path: Fixture.path("valid-full.yaml"))
+        #expect(config.pluginDir == "/usr/lib/rnm/plugins")
+        #expect(config.plugins.isEmpty)
+    }
+}

@@ -167,3 +167,45 @@ import Testing
         #expect(text == #"T drift (set) by pid 1 ("a\nb"): "set x\nT fake line"; repair"#)
     }
 }
+
+/// The descriptor rules, including hosts of later minor versions than this one (the compatibility promise).
+@Suite struct PluginABITests {
+    static let v10 = PluginABI.Host(major: 1, minor: 0, minimumDescriptorSize: 80, swiftBuild: "swift-6.3.1")
+
+    @Test func aV10Descriptor_loadsIntoThisHostAndIntoLaterMinors() {
+        let d = PluginABI.Descriptor(structSize: 80, magic: PluginABI.magic, major: 1, minor: 0)
+        #expect(PluginABI.problem(d, host: Self.v10) == nil)
+        // A 1.3 host has a larger descriptor of its own but still only requires what 1.0 had.
+        let v13 = PluginABI.Host(major: 1, minor: 3, minimumDescriptorSize: 80, swiftBuild: "swift-6.3.1")
+        #expect(PluginABI.problem(d, host: v13) == nil)
+        // A 1.3 plugin with extra trailing fields loads into a 1.3 host, not into 1.0.
+        let d13 = PluginABI.Descriptor(structSize: 104, magic: PluginABI.magic, major: 1, minor: 3)
+        #expect(PluginABI.problem(d13, host: v13) == nil)
+        #expect(PluginABI.problem(d13, host: Self.v10)?.contains("built for ABI 1.3; this rnmd supports up to ABI 1.0") == true)
+    }
+
+    @Test(arguments: [
+        (PluginABI.Descriptor(structSize: 80, magic: 0xDEAD_BEEF, major: 1, minor: 0), "bad magic 0xdeadbeef (expected 0x504d4e52)"),
+        (PluginABI.Descriptor(structSize: 80, magic: PluginABI.magic, major: 2, minor: 0), "built for ABI major 2; this rnmd speaks ABI 1"),
+        (PluginABI.Descriptor(structSize: 16, magic: PluginABI.magic, major: 1, minor: 0), "descriptor struct_size 16 is smaller than the 80 bytes of ABI 1.0"),
+        (PluginABI.Descriptor(structSize: 80, magic: PluginABI.magic, major: 1, minor: 0, hasName: false), "descriptor has no name"),
+        (PluginABI.Descriptor(structSize: 80, magic: PluginABI.magic, major: 1, minor: 0,
+                              hooks: ["create": true, "start": true, "stop": false, "destroy": true]), "descriptor has no stop function"),
+        (PluginABI.Descriptor(structSize: 80, magic: PluginABI.magic, major: 1, minor: 0, buildInfo: "swift-5.10"),
+         "built with swift-5.10; this rnmd was built with swift-6.3.1"),
+    ])
+    func refusals_sayWhy(_ d: PluginABI.Descriptor, _ fragment: String) {
+        let problem = PluginABI.problem(d, host: Self.v10)
+        #expect(problem?.contains(fragment) == true, "\(problem ?? "accepted")")
+    }
+
+    @Test func buildInfo_ofCPluginsIsNotAToolchain() {
+        for info in [nil, "gcc 12", "c"] as [String?] {
+            let d = PluginABI.Descriptor(structSize: 80, magic: PluginABI.magic, major: 1, minor: 0, buildInfo: info)
+            #expect(PluginABI.problem(d, host: Self.v10) == nil)
+        }
+        let unknown = PluginABI.Host(major: 1, minor: 0, minimumDescriptorSize: 80, swiftBuild: nil)
+        let swift = PluginABI.Descriptor(structSize: 80, magic: PluginABI.magic, major: 1, minor: 0, buildInfo: "swift-6.3.1")
+        #expect(PluginABI.problem(swift, host: unknown) != nil)
+    }
+}
