@@ -444,6 +444,14 @@ package final class PluginHost {
         })
     }
 
+    /// Per plugin: name, state, counters, granted sets (for metrics).
+    package var records: [(name: String, state: State, health: Int32, stats: PluginStats, sets: [String])] {
+        order.compactMap { slots[$0] }.map { slot in
+            let stats = slot.context?.snapshot ?? PluginStats()
+            return (slot.config.name, slot.state, stats.health, stats, slot.config.sets)
+        }
+    }
+
     /// name, state, health for `status`.
     package var summary: JSON {
         .array(order.compactMap { slots[$0] }.map { slot in

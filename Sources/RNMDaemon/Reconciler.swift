@@ -892,6 +892,22 @@ package final class Reconciler: Sendable {
                    [("", c["nft_notifications_lost"] ?? 0)])
             metric("set_elements", "gauge", "Elements in each managed set (as committed to the kernel).",
                    state.setSpecs.keys.sorted().map { ("{set=\"\($0)\"}", state.desiredCount(of: $0)) })
+            let records = plugins.records
+            if !records.isEmpty {
+                // Plugin and set names are validated ([a-z0-9_-]): safe as label values.
+                metric("plugin_up", "gauge", "1 for each configured plugin, its state as a label.",
+                       records.map { ("{plugin=\"\($0.name)\",state=\"\($0.state.rawValue)\"}", 1) })
+                metric("plugin_health", "gauge", "Reported health of running plugins: 0 ok, 1 degraded, 2 failed.",
+                       records.filter { $0.state == .running }.map { ("{plugin=\"\($0.name)\"}", Int($0.health)) })
+                metric("plugin_calls_total", "counter", "Plugin set calls by result (accepted, busy, or why refused).",
+                       records.flatMap { r in
+                           [("{plugin=\"\(r.name)\",result=\"accepted\"}", r.stats.accepted),
+                            ("{plugin=\"\(r.name)\",result=\"busy\"}", r.stats.busy)]
+                               + PluginRejection.allCases.map { ("{plugin=\"\(r.name)\",result=\"\($0.rawValue)\"}", r.stats.rejected[$0] ?? 0) }
+                       })
+                metric("plugin_elements", "gauge", "Entries each plugin contributes to each granted set.",
+                       records.flatMap { r in r.sets.map { ("{plugin=\"\(r.name)\",set=\"\($0)\"}", state.pluginCount(r.name, set: $0)) } })
+            }
             if let hub = owner.hub {
                 metric("control_requests_total", "counter", "Control requests by verb and result.",
                        hub.requestCounts.map { ("{verb=\"\($0.verb)\",result=\"\($0.result)\"}", $0.count) })
