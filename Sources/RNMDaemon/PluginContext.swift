@@ -72,6 +72,8 @@ package final class PluginContext: @unchecked Sendable {
     private var queue: [PluginCall] = []
     private var queued = 0
     private var wakePending = false
+    /// How many times the reconciler drained the queue (wait_writable waits for the next drain).
+    private var drains = 0
     private var shutDown = false
     private var stats = PluginStats()
     // Log and rejection-report rate limit: a token bucket per instance (20 lines/s, bursts of 100).
@@ -154,9 +156,12 @@ package final class PluginContext: @unchecked Sendable {
         return why.status
     }
 
-    /// Blocks until the queue has room, `timeoutMs` passes, or the instance shuts down.
+    /// Blocks until the reconciler has drained the queue (so any call fits again: a call larger than the
+    /// queue is taken when it is empty), `timeoutMs` passes, or the instance shuts down. Returns at once if
+    /// the queue is empty.
     func waitWritable(timeoutMs: UInt32) -> rnm_status {
         locked {
+            let seen = drains
             var deadline = timespec()
             clock_gettime(CLOCK_MONOTONIC, &deadline)
             deadline.tv_sec += Int(timeoutMs / 1000)
@@ -165,11 +170,11 @@ package final class PluginContext: @unchecked Sendable {
                 deadline.tv_sec += 1
                 deadline.tv_nsec -= 1_000_000_000
             }
-            while !shutDown, queued >= capacity {
+            while !shutDown, queued > 0, drains == seen {
                 if pthread_cond_timedwait(&writable, &mutex, &deadline) == ETIMEDOUT { break }
             }
             if shutDown { return RNM_ESHUTDOWN }
-            return queued >= capacity ? RNM_ETIMEDOUT : RNM_OK
+            return queued > 0 && drains == seen ? RNM_ETIMEDOUT : RNM_OK
         }
     }
 
@@ -243,6 +248,7 @@ package final class PluginContext: @unchecked Sendable {
             let out = queue
             queue = []
             queued = 0
+            drains &+= 1
             pthread_cond_broadcast(&writable)
             return out
         }

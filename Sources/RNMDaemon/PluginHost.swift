@@ -83,11 +83,17 @@ package final class PluginHost {
             guard let slot = slots[name], slot.configured else { continue }
             if slot.state == .running {
                 logger.notice("plugin \(name): removed from the config; stopping it")
-                if stop(slot) { slots[name] = nil } else { slot.configured = false }
+                if stop(slot) {
+                    slot.thread?.finish()
+                    slots[name] = nil
+                } else {
+                    slot.configured = false
+                }
                 withdraw.append(name)
             } else if slot.state == .hung {
                 slot.configured = false
             } else {
+                slot.thread?.finish()
                 slots[name] = nil
             }
         }

@@ -120,8 +120,9 @@ typedef struct rnm_host_api {
     /* Reports the plugin's health (RNM_HEALTH_*) with a short message (may be NULL). */
     void (*set_health)(rnm_host *h, int32_t state, const char *message);
 
-    /* Blocks until set_apply / set_replace would be accepted again (RNM_OK), timeout_ms passes
-     * (RNM_ETIMEDOUT) or the instance stops (RNM_ESHUTDOWN). Only from threads the plugin owns. */
+    /* Blocks until the host has taken what this plugin queued, so that any call fits again (RNM_OK; at
+     * once if nothing is queued), timeout_ms passes (RNM_ETIMEDOUT) or the instance stops (RNM_ESHUTDOWN).
+     * Only from threads the plugin owns. */
     rnm_status (*wait_writable)(rnm_host *h, uint32_t timeout_ms);
 
     /* Formats an address as text ("192.0.2.1", "10.0.0.0/8") into buf (len bytes, 64 suffice). */
