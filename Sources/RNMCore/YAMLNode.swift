@@ -38,12 +38,22 @@ public struct YAMLNode: Equatable, Sendable {
     }
 
     /// Double-quoted, with control characters escaped, so hostile input cannot break a log line.
-    public static func quoted(_ s: String) -> String {
-        var out = "\""
+    public static func quoted(_ s: String) -> String { "\"" + escaped(s, quotes: true) + "\"" }
+
+    /// Control characters escaped (`\n`, `\t`, `\xHH`), and with `quotes` also `"` and `\`; at most
+    /// `limit` characters are kept (then `…`).
+    public static func escaped(_ s: String, quotes: Bool = false, limit: Int = .max) -> String {
+        var out = ""
+        var n = 0
         for u in s.unicodeScalars {
+            n += 1
+            if n > limit {
+                out += "…"
+                break
+            }
             switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
+            case "\"" where quotes: out += "\\\""
+            case "\\" where quotes: out += "\\\\"
             case "\n": out += "\\n"
             case "\t": out += "\\t"
             default:
@@ -55,7 +65,7 @@ public struct YAMLNode: Equatable, Sendable {
                 }
             }
         }
-        return out + "\""
+        return out
     }
 }
 

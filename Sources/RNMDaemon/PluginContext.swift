@@ -277,30 +277,7 @@ package final class PluginContext: @unchecked Sendable {
     }
 }
 
-/// Text from outside (plugin messages) on one log line: control characters escaped.
+/// Text from outside (plugin messages) on one log line: control characters escaped, length capped.
 enum LogText {
-    static func oneLine(_ s: String, max: Int = 1024) -> String {
-        var out = ""
-        var n = 0
-        for u in s.unicodeScalars {
-            n += 1
-            if n > max {
-                out += "…"
-                break
-            }
-            switch u {
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 || u.value == 0x7F {
-                    let hex = String(u.value, radix: 16)
-                    out += "\\x" + (hex.count < 2 ? "0" + hex : hex)
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-        }
-        return out
-    }
+    static func oneLine(_ s: String, max: Int = 1024) -> String { YAMLNode.escaped(s, limit: max) }
 }
