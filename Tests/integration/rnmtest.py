@@ -131,8 +131,10 @@ def manual_entries(config):
     return [e for e in entries if "expires_ms" not in e or e["expires_ms"] > now_ms + 500]
 
 
-def expected_sets(ns, config):
-    """What the sets must hold given the kernel's addresses and the config: the convergence oracle's truth."""
+def expected_sets(ns, config, extra=None):
+    """What the sets must hold given the kernel's addresses and the config: the convergence oracle's truth.
+    `extra`: {set: elements} contributed by other owners (plugins), added to what the config says."""
+    extra = extra or {}
     policy = {"link_local": False, "deprecated": True, "temporary": True}
     policy.update(config.get("address_policy", {}))
     want = {}
@@ -146,6 +148,7 @@ def expected_sets(ns, config):
     for decl in config.get("sets", []):
         interval = "interval" in decl.get("flags", [])
         items = list(decl.get("elements", [])) + [e["element"] for e in manual_entries(config) if e["set"] == decl["name"]]
+        items += list(extra.get(decl["name"], ()))
         if interval:
             nets = [ipaddress.ip_network(x, strict=False) for x in items]
             want[decl["name"]] = merged([(int(n[0]), int(n[-1]), n.version) for n in nets])
@@ -166,6 +169,10 @@ def expected_sets(ns, config):
             if a.get("temporary") and not policy["temporary"]:
                 continue
             want[z + ("_v4" if addr.version == 4 else "_v6")].add(str(addr))
+    declared = {decl["name"] for decl in config.get("sets", [])}
+    for name, items in extra.items():
+        if name not in declared:
+            want.setdefault(name, set()).update(normalise(x) for x in items)
     return want
 
 
@@ -181,12 +188,13 @@ def diff_sets(want, have):
     return stale, missing
 
 
-def assert_converged(ns, daemon, timeout=10.0, template_sets=()):
+def assert_converged(ns, daemon, timeout=10.0, template_sets=(), extra=None):
     """The oracle: after the events stop, sets == f(kernel addresses, config). 0 stale, 0 missing.
-    `template_sets`: sets a rule template declares (not rnm's to fill)."""
+    `template_sets`: sets a rule template declares (not rnm's to fill). `extra`: {set: elements} that other
+    owners (plugins) contribute."""
     deadline = time.monotonic() + timeout
     while True:
-        want = expected_sets(ns, daemon.config)
+        want = expected_sets(ns, daemon.config, extra)
         have = ns.table_sets(daemon.table)
         if have is not None:
             have = {k: v for k, v in have.items() if k not in template_sets}
