@@ -508,6 +508,28 @@ def test_config_errors_fail_check_and_reload_keeps_the_running_config(ns, daemon
     assert_converged(ns, d, extra={"allow_v4": ["192.0.2.5"]})
 
 
+def test_check_lists_plugins_and_warns_about_files_it_would_refuse(ns, built, tmp_path):
+    writable = tmp_path / "writable.so"
+    shutil.copy(built["probe"], writable)
+    os.chmod(writable, 0o666)
+    path = tmp_path / "config.yaml"
+    path.write_text(f"table: {TABLE}\ninterfaces:\n  - name: wan0\n    zone: wan\n"
+                    "sets:\n  - name: allow_v4\n    type: ipv4_addr\nplugins:\n"
+                    f"  - name: good\n    path: {built['probe']}\n    sets: [allow_v4]\n"
+                    f"  - name: writable\n    path: {writable}\n"
+                    f"  - name: gone\n    path: {built['missing']}\n"
+                    "  - name: off\n    enabled: false\n")
+    r = subprocess.run(ns.exec_args(RNMD, "--check", "--config", str(path)), capture_output=True, text=True)
+    # Files are checked where the daemon will run; a file it would refuse is a warning, not a config error.
+    assert r.returncode == 0, r.stderr
+    assert f"plugin good (sets allow_v4): {built['probe']}" in r.stdout
+    assert "plugin off (disabled)" in r.stdout
+    assert f"plugin writable would be refused: {writable}: writable by group or others" in r.stderr
+    assert f"plugin gone would be refused: {built['missing']}: No such file" in r.stderr
+    assert "plugin good would be refused" not in r.stderr
+    assert ns.nft("list", "ruleset").strip() == ""
+
+
 # --- ABI compatibility ------------------------------------------------------------------------------------
 
 LAYOUT_PROBE = r"""
