@@ -207,14 +207,15 @@ public enum ControlText {
         guard !list.isEmpty else { return "no plugins configured" }
         let rows = list.map { p -> [String] in
             let sets = (p["sets"]?.array ?? []).map { "\(str($0["name"])):\(str($0["elements"]))" }.joined(separator: ",")
+            // Health message and version come from the plugin: escaped, so they cannot break the table.
             var health = p["health"]?.string ?? "-"
-            if let m = p["message"]?.string { health += " (\(m))" }
-            return [str(p["name"]), str(p["state"]), health, p["version"]?.string ?? "-", sets.isEmpty ? "-" : sets,
+            if let m = p["message"]?.string { health += " (\(YAMLNode.escaped(m, limit: 80)))" }
+            return [str(p["name"]), str(p["state"]), health, p["version"]?.string.map { YAMLNode.escaped($0, limit: 32) } ?? "-", sets.isEmpty ? "-" : sets,
                     str(p["accepted"]), str(p["rejected"]), str(p["busy"])]
         }
         var out = table(["NAME", "STATE", "HEALTH", "VERSION", "SETS:ELEMENTS", "ACCEPTED", "REJECTED", "BUSY"], rows)
         for p in list {
-            if let e = p["last_error"]?.string { out += "\n\(str(p["name"])): \(e)" }
+            if let e = p["last_error"]?.string { out += "\n\(str(p["name"])): \(YAMLNode.escaped(e))" }
         }
         return out
     }

@@ -299,6 +299,9 @@ public struct ReconcileState: Sendable {
         return n
     }
 
+    /// How many entries a plugin contributes, over all sets.
+    public func pluginEntryCount(_ plugin: String) -> Int { plugins[plugin]?.values.reduce(0) { $0 + $1.count } ?? 0 }
+
     /// How many entries a plugin contributes to a set.
     public func pluginCount(_ plugin: String, set: String) -> Int { plugins[plugin]?[set]?.count ?? 0 }
 

@@ -9,15 +9,28 @@ import Synchronization
 /// "host thread") under a watchdog; a call that overruns it leaves the instance abandoned ("hung"), never the
 /// daemon blocked. Plugins are never unloaded (RTLD_NODELETE, no dlclose): a new build needs a restart.
 package final class PluginHost {
+    /// The toolchain this rnmd was built with, as Swift plugins state theirs in build_info (the same ladder
+    /// as Plugins/example-swift; keep them in step). nil for a compiler it does not know: then no Swift
+    /// plugin loads.
     package static let swiftBuild: String? = {
-        #if compiler(>=6.3.2)
+        #if compiler(>=6.3.3)
         return nil
+        #elseif compiler(>=6.3.2)
+        return "swift-6.3.2"
         #elseif compiler(>=6.3.1)
         return "swift-6.3.1"
         #elseif compiler(>=6.3)
         return "swift-6.3.0"
-        #else
+        #elseif compiler(>=6.2.4)
         return nil
+        #elseif compiler(>=6.2.3)
+        return "swift-6.2.3"
+        #elseif compiler(>=6.2.2)
+        return "swift-6.2.2"
+        #elseif compiler(>=6.2.1)
+        return "swift-6.2.1"
+        #else
+        return "swift-6.2.0"
         #endif
     }()
 
@@ -122,6 +135,11 @@ package final class PluginHost {
                 slot.config = entry
                 continue
             }
+            if slot.state == .hung {  // reconfigure overran the watchdog: abandoned, like a hung stop
+                withdraw.append(entry.name)
+                slot.config = entry
+                continue
+            }
             if slot.state == .running {
                 logger.notice("plugin \(entry.name): entry changed; restarting it")
                 let stopped = stop(slot)
@@ -201,13 +219,17 @@ package final class PluginHost {
     /// Loads (once per file), checks, creates and starts an instance.
     private func start(_ slot: Slot) {
         let name = slot.config.name
-        if case .failure(let e) = Self.checkFile(slot.config.path) {
+        let path: String
+        switch Self.checkFile(slot.config.path) {
+        case .failure(let e):
             refuse(slot, .refused, e.message)
             return
+        case .success(let resolved):
+            // The checked file itself, not the configured path (a symlink could be re-pointed in between).
+            path = resolved
         }
         let thread = slot.thread ?? LifecycleThread(name: "rnmp-" + name)
         slot.thread = thread
-        let path = slot.config.path
         // dlopen runs the plugin's constructors: on its own thread, under the watchdog too.
         guard let loaded = thread.run(timeout: watchdog, { Self.open(path) }) else {
             slot.thread = nil
@@ -274,7 +296,10 @@ package final class PluginHost {
         guard started == RNM_OK else {
             ctx.shutdown()
             // A failed start made no promise to have stopped its threads: stop and destroy it properly.
-            _ = finishInstance(slot)
+            if let hook = finishInstance(slot) {
+                refuse(slot, .hung, "start failed (\(started)), then \(hook) did not return within \(watchdog); abandoned")
+                return
+            }
             refuse(slot, .failed, "start failed (\(started))")
             return
         }
@@ -292,27 +317,27 @@ package final class PluginHost {
     /// instance hung (abandoned).
     private func stop(_ slot: Slot) -> Bool {
         slot.context?.shutdown()
-        guard finishInstance(slot) else {
-            refuse(slot, .hung, "stop did not return within \(watchdog); abandoned (its elements are withdrawn)")
+        if let hook = finishInstance(slot) {
+            refuse(slot, .hung, "\(hook) did not return within \(watchdog); abandoned (its elements are withdrawn)")
             return false
         }
         set(slot, .disabled)
         return true
     }
 
-    /// stop() then destroy() on the instance's thread. False on a watchdog timeout.
-    private func finishInstance(_ slot: Slot) -> Bool {
-        guard let thread = slot.thread, let d = slot.descriptor, let inst = slot.instance else { return true }
+    /// stop() then destroy() on the instance's thread. nil, or the hook that overran the watchdog.
+    private func finishInstance(_ slot: Slot) -> String? {
+        guard let thread = slot.thread, let d = slot.descriptor, let inst = slot.instance else { return nil }
         slot.instance = nil
         guard thread.run(timeout: watchdog, { d.value.pointee.stop(inst.value) }) != nil else {
             slot.thread = nil
-            return false
+            return "stop"
         }
         guard thread.run(timeout: watchdog, { d.value.pointee.destroy(inst.value) }) != nil else {
             slot.thread = nil
-            return false
+            return "destroy"
         }
-        return true
+        return nil
     }
 
     /// Hands a running instance its new config. False if it has no reconfigure or refused the config (the

@@ -699,6 +699,13 @@ package final class Reconciler: Sendable {
                 dryRunMs = Reconciler.ms(ContinuousClock.now - started)
             }
             let old = state.config
+            // Contributions the new config no longer allows (plugin removed, disabled, or a grant gone).
+            for name in state.plugins.keys.sorted() {
+                let n = state.pluginEntryCount(name) - next.pluginEntryCount(name)
+                guard n > 0 else { continue }
+                owner.count { $0.pluginWithdrawn += n }
+                logger.info("plugin \(name): withdrew \(n) elements (no longer granted or enabled)")
+            }
             state = next
             if structural {
                 needLoad = true
@@ -737,7 +744,7 @@ package final class Reconciler: Sendable {
                 "dry_run_ms": "\(dryRunMs)",
             ])
             publish([("event", .string("reload")), ("ok", .bool(true)), ("generation", .int(generation)), ("changed", .bool(true))])
-            return .success(.object([("generation", .int(generation)), ("changed", .bool(true))]))
+            return .success(.object([("generation", .int(generation)), ("changed", .bool(true)), ("plugins", plugins.summary)]))
         }
 
         /// The config file on disk against the live kernel table: what a reload would change.
