@@ -5,10 +5,13 @@ PYTHON ?= /usr/bin/python3
 
 # Debian packages: C libraries we link, the tools the tests and the demo drive.
 DEB_PACKAGES := pkg-config libmnl-dev libnftnl-dev libnftables-dev libyaml-dev nftables iproute2 procps \
-                iputils-ping python3 python3-pytest python3-yaml
+                iputils-ping python3 python3-pytest python3-yaml gcc libc6-dev
+
+# Where `make install-sdk` puts the plugin header and its pkg-config file (DESTDIR for staging).
+PREFIX ?= /usr/local
 
 
-.PHONY: all deps build release demo test unit integration checks bench man completions clean
+.PHONY: all deps build release demo test unit integration checks bench man completions install-sdk clean
 
 all: build
 
@@ -40,6 +43,13 @@ integration:
 
 bench: release
 	scripts/bench.sh
+
+# The plugin SDK for out-of-tree plugins: rnm_plugin.h and rnm-plugin.pc (`pkg-config --cflags rnm-plugin`).
+install-sdk:
+	install -D -m 0644 Sources/RNMPluginABI/include/rnm_plugin.h $(DESTDIR)$(PREFIX)/include/rnm/rnm_plugin.h
+	install -d $(DESTDIR)$(PREFIX)/share/pkgconfig
+	sed 's|^prefix=.*|prefix=$(PREFIX)|' pkg-files/pkgconfig/rnm-plugin.pc > $(DESTDIR)$(PREFIX)/share/pkgconfig/rnm-plugin.pc
+	chmod 0644 $(DESTDIR)$(PREFIX)/share/pkgconfig/rnm-plugin.pc
 
 # Regenerates the committed rnmctl man page and shell completions from the command definitions.
 man: build
