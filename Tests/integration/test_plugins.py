@@ -373,6 +373,43 @@ def test_failed_health_keeps_the_elements_and_fail_static_on_sigterm(ns, daemons
     assert kernel_elements(ns, "allow_v4") == {"192.0.2.50", "192.0.2.52"}
 
 
+def kernel_expiry(ns, set_name, table=TABLE):
+    """{element: seconds until it expires, or None} as `nft -j list set` prints them (an element added
+    without a timeout of its own gets the set's default from the kernel)."""
+    data = json.loads(ns.nft("-j", "list", "set", "inet", table, set_name))
+    out = {}
+    for obj in data["nftables"]:
+        for e in (obj.get("set") or {}).get("elem", []):
+            if isinstance(e, dict) and "elem" in e:
+                out[str(e["elem"]["val"])] = e["elem"].get("expires", e["elem"].get("timeout"))
+            else:
+                out[str(e)] = None
+    return out
+
+
+def test_plugin_timeouts_are_enforced_by_the_kernel(ns, daemons, built):
+    make_links(ns)
+    sets = SETS + [{"name": "ban_v4", "type": "ipv4_addr", "flags": ["timeout"], "timeout": "1h"}]
+    d = daemons(ns, config([
+        entry("short", built["probe"], sets=["ban_v4"],
+              cfg=probe_cfg("short", ["192.0.2.60"], "ban_v4", timeout_ms=2000)),
+        entry("default", built["probe"], sets=["ban_v4"], cfg=probe_cfg("default", ["192.0.2.61"], "ban_v4")),
+        entry("shared", built["probe"], sets=["ban_v4"],
+              cfg=probe_cfg("shared", ["192.0.2.61"], "ban_v4", timeout_ms=1000)),
+    ], sets=sets))
+    for name in ("short", "default", "shared"):
+        wait_plugin(d, name, health="ok", accepted=1)
+    k = kernel_expiry(ns, "ban_v4")
+    # The kernel gets the time left (nft -j prints whole seconds); the latest owner deadline wins (the set's
+    # default 1 h for timeout_ms 0, over "shared"'s 1 s).
+    assert k["192.0.2.60"] in (0, 1, 2) and 3590 <= k["192.0.2.61"] <= 3600, k
+    time.sleep(3)
+    assert set(kernel_expiry(ns, "ban_v4")) == {"192.0.2.61"}
+    assert "commit failed" not in d.log_text()
+    assert_converged(ns, d, extra={"ban_v4": ["192.0.2.61"]})
+    assert_serving(d)
+
+
 # --- Refusals ---------------------------------------------------------------------------------------------
 
 REFUSALS = {
@@ -631,12 +668,14 @@ def test_reload_touches_only_the_changed_plugins(ns, daemons, built, tmp_path):
     assert reload(d, cfg(a=["192.0.2.12"], b=["192.0.2.21"], a_extra={"fail_reconfigure": True})).returncode == 0
     wait_plugin(d, "a", starts=2, state="running")
     assert_converged(ns, d, extra={"allow_v4": ["192.0.2.12", "192.0.2.21", "192.0.2.30"]})
-    assert lifecycle(trace, "a") == ["create", "start", "reconfigure", "reconfigure", "stop", "destroy", "create", "start"]
+    assert lifecycle(trace, "a") == ["create", "start", "reconfigure", "reconfigure", "stop", "destroy", "create",
+                                     "start"]
     assert starts() == {"a": 2, "b": 2, "c": 1}
 
     # A changed definition of a set granted only to b restarts b alone.
     sets = [s if s["name"] != "plain_v4" else dict(s, flags=["timeout"]) for s in SETS]
-    assert reload(d, cfg(a=["192.0.2.12"], b=["192.0.2.21"], a_extra={"fail_reconfigure": True}, sets=sets)).returncode == 0
+    r = reload(d, cfg(a=["192.0.2.12"], b=["192.0.2.21"], a_extra={"fail_reconfigure": True}, sets=sets))
+    assert r.returncode == 0, r.stderr
     wait_plugin(d, "b", starts=3, state="running")
     assert starts() == {"a": 2, "b": 3, "c": 1}
     assert lifecycle(trace, "b")[-4:] == ["stop", "destroy", "create", "start"]
@@ -779,7 +818,8 @@ EXPECTED_PROBE = {
 CODE_KEYS = {-22: "invalid", -2: "not_granted", -97: "family", -95: "unsupported", -7: "too_big", -108: "shutdown"}
 
 
-def test_a_flooding_hostile_plugin_gets_exactly_what_it_was_told_and_memory_stays_bounded(ns, daemons, built, tmp_path, record_property):
+def test_a_flooding_hostile_plugin_gets_exactly_what_it_was_told_and_memory_stays_bounded(
+        ns, daemons, built, tmp_path, record_property):
     make_links(ns)
     report = str(tmp_path / "flood.json")
     sets = SETS + [{"name": "flood_v4", "type": "ipv4_addr"}]
@@ -846,3 +886,66 @@ def test_a_flooding_hostile_plugin_gets_exactly_what_it_was_told_and_memory_stay
     assert_converged(ns, d, timeout=30, extra={"allow_v4": ["192.0.2.10"]})
     assert kernel_elements(ns, "flood_v4") == set()
     assert plugin(d, "good")["starts"] == 1
+
+
+def flood_entry(built, report, **cfg):
+    c = {"set": "flood_v4", "ungranted": "other_v4", "report": report, "threads": 4}
+    c.update(cfg)
+    return entry("flood", built["flood"], sets=["flood_v4"], cfg=c)
+
+
+def wait_report(d, report, timeout=120):
+    """Waits for the flood plugin's "done", then returns its report."""
+    wait_plugin(d, "flood", timeout=timeout, message="done")
+    r = json.load(open(report))
+    r["codes"] = {int(k): v for k, v in r["codes"].items()}
+    return r
+
+
+def test_a_polite_flood_gets_everything_in_through_wait_writable(ns, daemons, built, tmp_path):
+    make_links(ns)
+    report = str(tmp_path / "flood.json")
+    sets = SETS + [{"name": "flood_v4", "type": "ipv4_addr"}]
+    d = daemons(ns, config([flood_entry(built, report, total=200000, hostile_every=0, polite=True)], sets=sets))
+    r = wait_report(d, report)
+    codes = r["codes"]
+    print(f"polite flood: {r['calls']} calls in {r['elapsed_ms']} ms; codes {codes}")
+    assert r["probe"] == EXPECTED_PROBE
+    # Every good call got in eventually; each busy answer was followed by a wait, and nothing else failed.
+    assert codes.get(0, 0) == 200000
+    assert set(codes) <= {0, -11} | set(EXPECTED_PROBE.values())
+    p = plugin(d, "flood")
+    assert p["accepted"] == 200000 and p["busy"] == codes.get(-11, 0)
+    assert p["rejected"] == len(EXPECTED_PROBE)
+    accepted = set(r["accepted"])
+    assert_converged(ns, d, timeout=30, extra={"flood_v4": accepted})
+    assert set_count(plugin(d, "flood"), "flood_v4") == len(accepted)
+
+
+def test_a_plugin_that_ignores_stop_is_cut_off_and_withdrawn(ns, daemons, built, tmp_path):
+    """Its threads keep calling after stop() began; the host answers RNM_ESHUTDOWN (so stop() returns) and
+    nothing queued late makes it into the set."""
+    make_links(ns)
+    report = str(tmp_path / "flood.json")
+    sets = SETS + [{"name": "flood_v4", "type": "ipv4_addr"}]
+    flood = flood_entry(built, report, hostile_every=0, until_shutdown=True)
+    good = entry("good", built["probe"], cfg=probe_cfg("good", ["192.0.2.10"]))
+    d = daemons(ns, config([good, flood], sets=sets))
+    wait_plugin(d, "flood", accepted=lambda n: n is not None and n > 10000)
+    r = reload(d, config([good, dict(flood, enabled=False)], sets=sets))
+    assert r.returncode == 0, r.stderr
+    p = wait_plugin(d, "flood", state="disabled")
+    deadline = time.monotonic() + 10
+    while not os.path.exists(report):
+        assert time.monotonic() < deadline, "the flood's threads never ended"
+        time.sleep(0.05)
+    codes = {int(k): v for k, v in json.load(open(report))["codes"].items()}
+    print(f"cut off after {sum(codes.values())} calls: {codes}; listed as {json.dumps(p)}")
+    assert codes.get(-108) == 4, codes  # one RNM_ESHUTDOWN per thread, which then stopped
+    assert "did not return within" not in d.log_text()
+    assert_converged(ns, d, extra={"allow_v4": ["192.0.2.10"]})
+    assert kernel_elements(ns, "flood_v4") == set()
+    time.sleep(1)
+    assert kernel_elements(ns, "flood_v4") == set()
+    assert plugin(d, "good")["starts"] == 1
+    assert_serving(d)

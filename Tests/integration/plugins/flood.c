@@ -7,6 +7,8 @@
  *   "report": "/path"            written when the flood is over (then health ok, message "done")
  *   "total": 1000000             set_apply calls in all, split over "threads": 4
  *   "hostile_every": 1000        every n-th call of a thread is a bad one (0: none)
+ *   "polite": true               on RNM_EAGAIN wait_writable and retry the same call (as a plugin should)
+ *   "until_shutdown": true       ignore "total" and stop() alike: call until the host answers RNM_ESHUTDOWN
  *
  * Good calls add one address from 10.64.0.0/16 each (so the set never exceeds 65,536 elements). Bad calls use
  * addresses from 10.65.0.0/16, which must never reach the set. Before the flood every kind of bad call is made
@@ -42,7 +44,7 @@ struct rnm_instance {
     rnm_host *h;
     char set[64], ungranted[64], report[512];
     long total, hostile_every;
-    int threads;
+    int threads, polite, until_shutdown;
     pthread_t coordinator;
     int started;
     atomic_int stopping;
@@ -125,14 +127,19 @@ static void *flood(void *arg) {
     rnm_instance *p = w->p;
     long share = p->total / p->threads + (w->index < p->total % p->threads ? 1 : 0);
     uint32_t x = 0x9e3779b9u * (uint32_t)(w->index + 1);
-    for (long i = 0; i < share && !atomic_load_explicit(&p->stopping, memory_order_relaxed); i++) {
+    for (long i = 0; p->until_shutdown || (i < share && !atomic_load_explicit(&p->stopping, memory_order_relaxed));
+         i++) {
         int32_t rc;
         x ^= x << 13, x ^= x >> 17, x ^= x << 5;
         if (p->hostile_every > 0 && i % p->hostile_every == p->hostile_every - 1) {
             rc = hostile(p, (enum kind)((i / p->hostile_every + w->index) % NKINDS), x);
         } else {
             rnm_set_change c = {.op = RNM_OP_ADD, .addr = v4(10, 64, (uint8_t)(x >> 8), (uint8_t)x, 32)};
-            rc = p->api->set_apply(p->h, p->set, &c, 1);
+            /* Polite: wait and retry (after stop began the retry answers RNM_ESHUTDOWN). */
+            while ((rc = p->api->set_apply(p->h, p->set, &c, 1)) == RNM_EAGAIN && p->polite) {
+                w->codes[code_slot(rc)]++, w->calls++;
+                p->api->wait_writable(p->h, 1000);
+            }
             if (rc == RNM_OK)
                 record(p, &c, 1);
         }
@@ -221,7 +228,8 @@ static rnm_status flood_create(const rnm_host_api *api, rnm_host *h, const char 
     }
     p->api = api, p->h = h;
     pthread_mutex_init(&p->lock, NULL);
-    if (!jscan_string(json, "set", p->set, sizeof p->set) || !jscan_string(json, "report", p->report, sizeof p->report)) {
+    if (!jscan_string(json, "set", p->set, sizeof p->set)
+        || !jscan_string(json, "report", p->report, sizeof p->report)) {
         snprintf(err, len, "flood: \"set\" and \"report\" are required");
         free(p->too_big), free(p);
         return RNM_EINVAL;
@@ -230,6 +238,8 @@ static rnm_status flood_create(const rnm_host_api *api, rnm_host *h, const char 
     p->total = (long)jscan_number(json, "total", 1000000);
     p->threads = (int)jscan_number(json, "threads", 4);
     p->hostile_every = (long)jscan_number(json, "hostile_every", 1000);
+    p->polite = jscan_true(json, "polite");
+    p->until_shutdown = jscan_true(json, "until_shutdown");
     if (p->threads < 1 || p->threads > MAX_THREADS)
         p->threads = 4;
     *out = p;
