@@ -98,9 +98,11 @@ public struct ReconcileState: Sendable {
         // still hold them (the host restarts a plugin whose grants changed; it contributes anew).
         var keptPlugins: [String: [String: [IPPrefix: Deadline]]] = [:]
         let grants = Dictionary(config.plugins.filter(\.enabled).map { ($0.name, Set($0.sets)) }, uniquingKeysWith: { a, _ in a })
+        let retired = Self.retiredName("")
         for (plugin, sets) in plugins {
+            let base = plugin.hasSuffix(retired) ? String(plugin.dropLast(retired.count)) : plugin
             for (set, entries) in sets {
-                guard grants[plugin]?.contains(set) == true, let s = config.declaredSet(named: set) else { continue }
+                guard grants[base]?.contains(set) == true, let s = config.declaredSet(named: set) else { continue }
                 var out: [IPPrefix: Deadline] = [:]
                 for (p, d) in entries where p.address.family == s.family && (s.interval || p.length == s.family.maxPrefixLength) {
                     out[p] = s.timeoutFlag ? d : .never
@@ -297,6 +299,29 @@ public struct ReconcileState: Sendable {
         }
         plugins[plugin] = nil
         return n
+    }
+
+    /// The owner name a restarting plugin's contributions carry until its new instance runs (plugin names
+    /// have no spaces, so it cannot be another plugin's).
+    public static func retiredName(_ plugin: String) -> String { plugin + " (previous instance)" }
+
+    /// The plugin is restarting: its contributions become its previous instance's, unchanged in the kernel,
+    /// until `withdrawPlugin(retiredName(plugin))` (once the new instance runs and re-contributed, or failed).
+    public mutating func retirePlugin(_ plugin: String) {
+        let old = Self.retiredName(plugin)
+        withdrawPlugin(old)
+        guard let sets = plugins.removeValue(forKey: plugin) else { return }
+        for (set, entries) in sets {
+            guard let s = config.declaredSet(named: set) else { continue }
+            for (p, d) in entries {
+                let e = s.element(p)
+                guard var c = content[set]?[e] else { continue }
+                c.plugins[plugin] = nil
+                c.plugins[old] = d
+                content[set]![e] = c
+            }
+        }
+        plugins[old] = sets
     }
 
     /// How many entries a plugin contributes, over all sets.

@@ -148,6 +148,8 @@ package final class PluginContext: @unchecked Sendable {
     func reject(_ why: PluginRejection, _ message: String) -> rnm_status {
         let report: Bool = locked {
             stats.rejected[why, default: 0] += 1
+            // Calls racing a stop are expected: counted, not an error worth showing.
+            if why == .shutdown { return false }
             stats.lastError = message
             stats.lastErrorWall = clocks.wall()
             return takeToken()

@@ -5,9 +5,14 @@ internal import RNMPluginABI
 import Synchronization
 
 /// Loads plugins, drives their lifecycle and keeps the record `plugins list` shows. Owned by the reconciler
-/// thread: every method is called from it. Lifecycle calls run on one thread per instance (the plugin's
-/// "host thread") under a watchdog; a call that overruns it leaves the instance abandoned ("hung"), never the
-/// daemon blocked. Plugins are never unloaded (RTLD_NODELETE, no dlclose): a new build needs a restart.
+/// thread: every method is called from it, and none of them waits for a plugin. Lifecycle calls run as jobs
+/// on one thread per instance (the plugin's "host thread"); their results come back as bus events
+/// (`DaemonEvent.pluginJob`), and a call that overruns the watchdog leaves the instance abandoned ("hung")
+/// while the daemon goes on. Plugins are never unloaded (RTLD_NODELETE, no dlclose): a new build needs a
+/// restart.
+///
+/// Level-triggered: each slot holds what the config wants (`want`) and what its instance runs (`have`);
+/// `step` starts the next job toward `want` whenever the slot is idle.
 package final class PluginHost {
     /// The toolchain this rnmd was built with, as Swift plugins state theirs in build_info (the same ladder
     /// as Plugins/example-swift; keep them in step). nil for a compiler it does not know: then no Swift
@@ -39,30 +44,77 @@ package final class PluginHost {
         minimumDescriptorSize: UInt32(MemoryLayout<rnm_plugin_descriptor>.size), swiftBuild: swiftBuild)
 
     package enum State: String, Sendable {
-        case running, disabled, refused, failed, hung
+        case starting, running, reconfiguring, stopping, disabled, refused, failed, hung
+
+        var busy: Bool { self == .starting || self == .reconfiguring || self == .stopping }
+    }
+
+    /// What the reconciler does to the contributions after a host step, in order.
+    package enum Effect: Equatable, Sendable {
+        /// Withdraw everything the plugin contributes (and what its previous instance still held).
+        case withdraw(String)
+        /// The instance is restarting: keep its contributions as the previous instance's until the new one
+        /// runs (so a restart that re-contributes the same elements changes nothing in the kernel).
+        case retire(String)
+        /// The new instance runs (or never will): the previous instance's contributions go.
+        case dropRetired(String)
+        /// Take what running instances queued.
+        case drain
+    }
+
+    /// A finished lifecycle job, as the plugin's host thread reports it.
+    package struct JobResult: Sendable {
+        let name: String
+        let seq: Int
+        let outcome: Outcome
+    }
+
+    enum Outcome: Sendable {
+        case started(Unsafe<(UnsafePointer<rnm_plugin_descriptor>, OpaquePointer)>, Info)
+        case refused(String)
+        /// `created`: create() succeeded (start() failed).
+        case failed(String, created: Bool)
+        case stopped
+        case reconfigured(rnm_status, String)
+    }
+
+    struct Info: Sendable {
+        var name: String
+        var version: String?
+        var buildInfo: String?
+        var abi: String
     }
 
     /// One `plugins:` entry and what became of it.
     final class Slot {
-        var config: PluginConfig
-        var grants: [String: PluginGrant]
+        let name: String
+        /// What the config asks for; nil: removed from the config.
+        var want: PluginConfig?
+        var wantGrants: [String: PluginGrant] = [:]
+        /// What the current (or last) instance was started with.
+        var have: PluginConfig?
+        var haveGrants: [String: PluginGrant] = [:]
         var state: State = .disabled
         var sinceWall: UInt64
         var starts = 0
         var loadError: String? = nil
+        var retry = false
+        var seq = 0
         var descriptor: Unsafe<UnsafePointer<rnm_plugin_descriptor>>? = nil
-        var info: (name: String, version: String?, buildInfo: String?, abi: String)? = nil
         var instance: Unsafe<OpaquePointer>? = nil
+        var info: Info? = nil
         var context: PluginContext? = nil
         var thread: LifecycleThread? = nil
-        /// Still configured (false: removed from the config but kept for the record because it hung).
-        var configured = true
+        /// The config a running reconfigure job hands over.
+        var reconfiguring: PluginConfig? = nil
 
-        init(config: PluginConfig, grants: [String: PluginGrant], wall: UInt64) {
-            self.config = config
-            self.grants = grants
+        init(name: String, wall: UInt64) {
+            self.name = name
             sinceWall = wall
         }
+
+        /// For display: what the config asks for, else what ran.
+        var shown: PluginConfig? { want ?? have }
     }
 
     private var slots: [String: Slot] = [:]
@@ -70,302 +122,332 @@ package final class PluginHost {
     private let logger: Logger
     private let clocks: Clocks
     private let wake: @Sendable () -> Void
+    private let report: @Sendable (JobResult) -> Void
     private let watchdog: Duration
     private let queueCapacity: Int
 
-    package init(logger: Logger, clocks: Clocks, watchdog: Duration = .seconds(5), queueCapacity: Int = 65_536,
-                 wake: @escaping @Sendable () -> Void) {
+    /// - Parameters:
+    ///   - wake: a plugin queued calls (send `.plugins`).
+    ///   - report: a lifecycle job finished (send `.pluginJob`). Called on the plugin's host thread.
+    package init(
+        logger: Logger, clocks: Clocks, watchdog: Duration = .seconds(5), queueCapacity: Int = 65_536,
+        wake: @escaping @Sendable () -> Void, report: @escaping @Sendable (JobResult) -> Void
+    ) {
         self.logger = logger
         self.clocks = clocks
         self.wake = wake
+        self.report = report
         self.watchdog = watchdog
         self.queueCapacity = queueCapacity
     }
 
     package var isEmpty: Bool { slots.isEmpty }
 
-    // MARK: Sync with the config
+    // MARK: Driving
 
-    /// Brings the plugins in line with `config`: removed ones stop, changed ones are reconfigured or
-    /// restarted, new and (with `retry`) refused or failed ones load; the others are untouched. Returns the
-    /// plugins whose contributions must be withdrawn (their instance stopped, failed or hung).
-    package func sync(_ config: Config, retry: Bool = true) -> [String] {
-        var withdraw: [String] = []
+    /// The config changed (or was re-read): every slot gets its new `want`; with `retry`, refused and failed
+    /// plugins are tried again.
+    package func sync(_ config: Config, retry: Bool = true) -> [Effect] {
         let wanted = Dictionary(config.plugins.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
-        for name in order where wanted[name] == nil {
-            guard let slot = slots[name], slot.configured else { continue }
-            if slot.state == .running {
-                logger.notice("plugin \(name): removed from the config; stopping it")
-                if stop(slot) {
-                    slot.thread?.finish()
-                    slots[name] = nil
-                } else {
-                    slot.configured = false
-                }
-                withdraw.append(name)
-            } else if slot.state == .hung {
-                slot.configured = false
-            } else {
-                slot.thread?.finish()
-                slots[name] = nil
-            }
+        for entry in config.plugins where slots[entry.name] == nil {
+            slots[entry.name] = Slot(name: entry.name, wall: clocks.wall())
         }
-        for entry in config.plugins {
-            let grants = Dictionary(entry.sets.compactMap { s in config.declaredSet(named: s).map { (s, PluginGrant($0)) } },
-                                    uniquingKeysWith: { a, _ in a })
-            guard let slot = slots[entry.name] else {
-                let slot = Slot(config: entry, grants: grants, wall: clocks.wall())
-                slots[entry.name] = slot
-                if entry.enabled { start(slot) } else { slot.state = .disabled }
-                continue
-            }
-            slot.configured = true
-            if slot.state == .hung {
-                logger.warning("plugin \(entry.name): an earlier instance hung; restart rnmd to load it again")
-                slot.config = entry
-                continue
-            }
-            if slot.config == entry, slot.grants == grants {
-                if retry, entry.enabled, slot.state == .refused || slot.state == .failed { start(slot) }
-                continue
-            }
-            let onlyConfig = slot.config.path == entry.path && slot.config.sets == entry.sets
-                && slot.config.enabled == entry.enabled && slot.grants == grants && entry.enabled
-            if slot.state == .running, onlyConfig, reconfigure(slot, entry.configJSON) {
-                slot.config = entry
-                continue
-            }
-            if slot.state == .hung {  // reconfigure overran the watchdog: abandoned, like a hung stop
-                withdraw.append(entry.name)
-                slot.config = entry
-                continue
-            }
-            if slot.state == .running {
-                logger.notice("plugin \(entry.name): entry changed; restarting it")
-                let stopped = stop(slot)
-                withdraw.append(entry.name)
-                if !stopped {
-                    slot.config = entry
-                    continue
-                }
-            }
-            slot.config = entry
-            slot.grants = grants
-            if entry.enabled {
-                start(slot)
-            } else {
-                slot.loadError = nil
-                set(slot, .disabled)
-                logger.notice("plugin \(entry.name): disabled")
-            }
+        for (name, slot) in slots {
+            slot.want = wanted[name]
+            slot.wantGrants = Dictionary(
+                (slot.want?.sets ?? []).compactMap { s in config.declaredSet(named: s).map { (s, PluginGrant($0)) } },
+                uniquingKeysWith: { a, _ in a })
+            if retry { slot.retry = true }
         }
         order = config.plugins.map(\.name) + order.filter { wanted[$0] == nil && slots[$0] != nil }
-        return withdraw
+        var effects: [Effect] = []
+        for name in order {
+            if let slot = slots[name] { effects += step(slot) }
+        }
+        return effects
+    }
+
+    /// A lifecycle job finished.
+    package func handle(_ result: JobResult) -> [Effect] {
+        guard let slot = slots[result.name], slot.seq == result.seq, slot.state.busy else { return [] }  // abandoned meanwhile
+        let name = slot.name
+        switch result.outcome {
+        case .started(let pointers, let info):
+            slot.starts += 1
+            slot.descriptor = Unsafe(pointers.value.0)
+            slot.instance = Unsafe(pointers.value.1)
+            slot.info = info
+            slot.loadError = nil
+            set(slot, .running)
+            logger.notice(
+                "plugin \(name): running",
+                metadata: [
+                    "plugin": "\(LogText.oneLine(info.name, max: 64))", "version": "\(LogText.oneLine(info.version ?? "-", max: 32))",
+                    "abi": "\(info.abi)", "sets": "\((slot.have?.sets ?? []).joined(separator: ","))",
+                    "path": "\(slot.have?.path ?? "")",
+                ])
+            return [.drain, .dropRetired(name)] + step(slot)
+        case .refused(let message):
+            slot.context?.shutdown()
+            fail(slot, .refused, message)
+            return [.withdraw(name)] + step(slot)
+        case .failed(let message, let created):
+            if created { slot.starts += 1 }
+            slot.context?.shutdown()
+            fail(slot, .failed, message)
+            return [.withdraw(name)] + step(slot)
+        case .stopped:
+            slot.instance = nil
+            set(slot, .disabled)
+            return step(slot)
+        case .reconfigured(let rc, let message):
+            set(slot, .running)
+            if rc == RNM_OK, let r = slot.reconfiguring {
+                slot.have = r
+                slot.reconfiguring = nil
+                logger.notice("plugin \(name): reconfigured")
+                return step(slot)
+            }
+            slot.reconfiguring = nil
+            logger.warning("plugin \(name): reconfigure refused (\(rc)): \(LogText.oneLine(message, max: 512)); restarting it")
+            beginStop(slot)
+            return [.retire(name)]
+        }
+    }
+
+    /// Time until the next watchdog deadline of a lifecycle call in progress, if any.
+    package func watchdogTimeout() -> Duration? {
+        let now = LifecycleThread.monotonicNanos()
+        var next: UInt64? = nil
+        for slot in slots.values where slot.state.busy {
+            guard let started = slot.thread?.callStarted, started > 0 else { continue }
+            let deadline = started &+ UInt64(watchdog.components.seconds) * 1_000_000_000
+                &+ UInt64(watchdog.components.attoseconds / 1_000_000_000)
+            next = min(next ?? deadline, deadline)
+        }
+        return next.map { $0 > now ? .nanoseconds(Int64($0 - now)) : .zero }
+    }
+
+    /// Abandons instances whose lifecycle call overran the watchdog.
+    package func checkWatchdogs() -> [Effect] {
+        let now = LifecycleThread.monotonicNanos()
+        let limit = UInt64(watchdog.components.seconds) * 1_000_000_000 + UInt64(watchdog.components.attoseconds / 1_000_000_000)
+        var effects: [Effect] = []
+        for name in order {
+            guard let slot = slots[name], slot.state.busy, let thread = slot.thread else { continue }
+            let started = thread.callStarted
+            guard started > 0, now &- started > limit else { continue }
+            slot.context?.shutdown()
+            slot.thread = nil  // left to the call it is stuck in
+            slot.instance = nil
+            slot.seq += 1
+            fail(slot, .hung, "\(thread.currentCall) did not return within \(watchdog); abandoned (its elements are withdrawn; restart rnmd to load it again)")
+            effects += [.withdraw(name), .dropRetired(name)]
+        }
+        return effects
     }
 
     /// What the running instances queued, per plugin.
     package func drain() -> [(plugin: String, calls: [PluginCall])] {
         var out: [(String, [PluginCall])] = []
         for name in order {
-            guard let slot = slots[name], slot.state == .running, let ctx = slot.context else { continue }
+            guard let slot = slots[name], slot.state == .running || slot.state.busy, let ctx = slot.context else { continue }
             let calls = ctx.drain()
             if !calls.isEmpty { out.append((name, calls)) }
         }
         return out
     }
 
-    /// The daemon is stopping: stop every instance within `deadline` overall (stragglers are left running
+    /// The daemon is stopping: stop every running instance within `deadline` overall (stragglers are left
     /// as the process exits). Their elements stay in the kernel (fail-static).
     package func shutdown(deadline: Duration = .seconds(1)) {
-        let running = order.compactMap { slots[$0] }.filter { $0.state == .running }
-        guard !running.isEmpty else { return }
         let end = ContinuousClock.now + deadline
         var pending: [(Slot, Completion)] = []
-        for slot in running {
+        for name in order {
+            guard let slot = slots[name] else { continue }
             slot.context?.shutdown()
-            guard let thread = slot.thread, let d = slot.descriptor, let inst = slot.instance else { continue }
+            guard slot.state == .running, let thread = slot.thread, let d = slot.descriptor, let inst = slot.instance else { continue }
             let done = Completion()
             thread.post {
-                d.value.pointee.stop(inst.value)
-                d.value.pointee.destroy(inst.value)
+                thread.calling("stop") { d.value.pointee.stop(inst.value) }
+                thread.calling("destroy") { d.value.pointee.destroy(inst.value) }
                 done.signal()
             }
             pending.append((slot, done))
         }
         for (slot, done) in pending {
             let left = end - ContinuousClock.now
-            if !done.wait(timeout: left > .zero ? left : .zero) {
-                logger.warning("plugin \(slot.config.name): did not stop within \(deadline) of shutdown; leaving it")
-            } else {
+            if done.wait(timeout: left > .zero ? left : .zero) {
                 slot.thread?.finish()
+            } else {
+                logger.warning("plugin \(slot.name): did not stop within \(deadline) of shutdown; leaving it")
             }
         }
     }
 
-    // MARK: Lifecycle
+    // MARK: Steps
+
+    /// The next job toward what the config wants, if the slot is idle.
+    private func step(_ slot: Slot) -> [Effect] {
+        guard !slot.state.busy, slot.state != .hung else { return [] }
+        let name = slot.name
+        guard let want = slot.want else {
+            if slot.state == .running {
+                logger.notice("plugin \(name): removed from the config; stopping it")
+                beginStop(slot)
+                return [.withdraw(name)]
+            }
+            slot.thread?.finish()
+            slots[name] = nil
+            order.removeAll { $0 == name }
+            return []
+        }
+        if !want.enabled {
+            if slot.state == .running {
+                logger.notice("plugin \(name): disabled; stopping it")
+                beginStop(slot)
+                return [.withdraw(name)]
+            }
+            slot.loadError = nil
+            set(slot, .disabled)
+            return []
+        }
+        if slot.state == .running {
+            guard slot.have != want || slot.haveGrants != slot.wantGrants else { return [] }
+            if let have = slot.have, have.path == want.path, have.sets == want.sets, slot.haveGrants == slot.wantGrants,
+                slot.descriptor?.value.pointee.reconfigure != nil
+            {
+                beginReconfigure(slot, want)
+                return []
+            }
+            logger.notice("plugin \(name): entry changed; restarting it")
+            beginStop(slot)
+            return [.retire(name)]
+        }
+        if slot.state == .refused || slot.state == .failed, slot.have == want, slot.haveGrants == slot.wantGrants, !slot.retry {
+            return []
+        }
+        slot.retry = false
+        beginStart(slot, want)
+        return []
+    }
 
     private func set(_ slot: Slot, _ state: State) {
         if slot.state != state { slot.sinceWall = clocks.wall() }
         slot.state = state
     }
 
-    private func refuse(_ slot: Slot, _ state: State, _ message: String) {
+    private func fail(_ slot: Slot, _ state: State, _ message: String) {
         slot.loadError = message
         slot.context?.recordError(message)
         set(slot, state)
-        logger.error("plugin \(slot.config.name) \(state == .refused ? "refused" : state == .hung ? "hung" : "failed"): \(message)")
+        logger.error("plugin \(slot.name) \(state == .refused ? "refused" : state == .hung ? "hung" : "failed"): \(message)")
     }
 
-    /// Loads (once per file), checks, creates and starts an instance.
-    private func start(_ slot: Slot) {
-        let name = slot.config.name
-        let path: String
-        switch Self.checkFile(slot.config.path) {
-        case .failure(let e):
-            refuse(slot, .refused, e.message)
-            return
-        case .success(let resolved):
-            // The checked file itself, not the configured path (a symlink could be re-pointed in between).
-            path = resolved
-        }
-        let thread = slot.thread ?? LifecycleThread(name: "rnmp-" + name)
-        slot.thread = thread
-        // dlopen runs the plugin's constructors: on its own thread, under the watchdog too.
-        guard let loaded = thread.run(timeout: watchdog, { Self.open(path) }) else {
-            slot.thread = nil
-            refuse(slot, .hung, "loading \(path) did not return within \(watchdog); abandoned")
-            return
-        }
-        let descriptor: UnsafePointer<rnm_plugin_descriptor>
-        switch loaded {
-        case .failure(let e):
-            refuse(slot, .refused, e.message)
-            return
-        case .success(let d):
-            descriptor = d.value
-        }
-        let facts = Self.facts(descriptor)
-        if let problem = PluginABI.problem(facts, host: Self.abiHost) {
-            refuse(slot, .refused, "\(path): \(problem)")
-            return
-        }
-        let d = descriptor.pointee
-        slot.descriptor = Unsafe(descriptor)
-        slot.info = (d.name.map { String(cString: $0) } ?? name, d.version.map { String(cString: $0) },
-                     facts.buildInfo, "\(facts.major).\(facts.minor)")
+    private func thread(_ slot: Slot) -> LifecycleThread {
+        if let t = slot.thread { return t }
+        let t = LifecycleThread(name: "rnmp-" + slot.name)
+        slot.thread = t
+        return t
+    }
 
-        let ctx = PluginContext(name: name, grants: slot.grants, capacity: queueCapacity, logger: logger, clocks: clocks, wake: wake)
+    /// Load (once per file), check, create and start, as one job on the plugin's thread.
+    private func beginStart(_ slot: Slot, _ want: PluginConfig) {
+        slot.have = want
+        slot.haveGrants = slot.wantGrants
+        slot.seq += 1
+        set(slot, .starting)
+        let ctx = PluginContext(name: slot.name, grants: slot.wantGrants, capacity: queueCapacity, logger: logger, clocks: clocks, wake: wake)
         slot.context = ctx
-        slot.starts += 1
         // Retained for the life of the process: the plugin holds this pointer (see PluginContext).
         let host = Unsafe(OpaquePointer(Unmanaged.passRetained(ctx).toOpaque()))
-        let json = slot.config.configJSON
-        let desc = Unsafe(descriptor)
-        let created = thread.run(timeout: watchdog) { () -> Unsafe<(rnm_status, OpaquePointer?, String)> in
-            var out: OpaquePointer? = nil
+        let (name, seq, configured, json, report) = (slot.name, slot.seq, want.path, want.configJSON, report)
+        let thread = thread(slot)
+        thread.post {
+            report(JobResult(name: name, seq: seq, outcome: Self.load(configured, json, host, thread)))
+        }
+    }
+
+    /// The start job. Runs on the plugin's thread; every plugin call is timed by the watchdog.
+    private static func load(_ configured: String, _ json: String, _ host: Unsafe<OpaquePointer>, _ thread: LifecycleThread) -> Outcome {
+        let path: String
+        switch checkFile(configured) {
+        case .failure(let e): return .refused(e.message)
+        // The checked file itself, not the configured path (a symlink could be re-pointed in between).
+        case .success(let resolved): path = resolved
+        }
+        // dlopen runs the plugin's constructors: under the watchdog too.
+        let opened = thread.calling("loading \(path)") { open(path) }
+        let descriptor: UnsafePointer<rnm_plugin_descriptor>
+        switch opened {
+        case .failure(let e): return .refused(e.message)
+        case .success(let d): descriptor = d.value
+        }
+        let facts = facts(descriptor)
+        if let problem = PluginABI.problem(facts, host: abiHost) { return .refused("\(path): \(problem)") }
+        let d = descriptor.pointee
+        let info = Info(name: d.name.map { String(cString: $0) } ?? "?", version: d.version.map { String(cString: $0) },
+                        buildInfo: facts.buildInfo, abi: "\(facts.major).\(facts.minor)")
+        var instance: OpaquePointer? = nil
+        var err = [CChar](repeating: 0, count: 513)
+        let rc = thread.calling("create") {
+            json.withCString { j in
+                err.withUnsafeMutableBufferPointer { e in d.create(PluginHostAPI.table, host.value, j, &instance, e.baseAddress, 512) }
+            }
+        }
+        err[512] = 0
+        let message = err.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        guard rc == RNM_OK, let instance else {
+            let why = message.isEmpty ? (rc == RNM_OK ? "returned no instance" : "no message") : LogText.oneLine(message, max: 512)
+            return .failed("create failed (\(rc)): \(why)", created: false)
+        }
+        let started = thread.calling("start") { d.start(instance) }
+        guard started == RNM_OK else {
+            // A failed start made no promise to have stopped its threads: stop and destroy it properly.
+            thread.calling("stop") { d.stop(instance) }
+            thread.calling("destroy") { d.destroy(instance) }
+            return .failed("start failed (\(started))", created: true)
+        }
+        return .started(Unsafe((descriptor, instance)), info)
+    }
+
+    /// stop() then destroy(), as one job. Host calls end at once (the context shuts down).
+    private func beginStop(_ slot: Slot) {
+        slot.context?.shutdown()
+        slot.seq += 1
+        set(slot, .stopping)
+        guard let d = slot.descriptor, let inst = slot.instance else {
+            let (name, seq, report) = (slot.name, slot.seq, report)
+            report(JobResult(name: name, seq: seq, outcome: .stopped))
+            return
+        }
+        let (name, seq, report) = (slot.name, slot.seq, report)
+        let thread = thread(slot)
+        thread.post {
+            thread.calling("stop") { d.value.pointee.stop(inst.value) }
+            thread.calling("destroy") { d.value.pointee.destroy(inst.value) }
+            report(JobResult(name: name, seq: seq, outcome: .stopped))
+        }
+    }
+
+    private func beginReconfigure(_ slot: Slot, _ want: PluginConfig) {
+        guard let d = slot.descriptor, let inst = slot.instance else { return }
+        slot.seq += 1
+        slot.reconfiguring = want
+        set(slot, .reconfiguring)
+        let (name, seq, report, json) = (slot.name, slot.seq, report, want.configJSON)
+        let thread = thread(slot)
+        thread.post {
             var err = [CChar](repeating: 0, count: 513)
-            let rc = json.withCString { j in
-                err.withUnsafeMutableBufferPointer { e in
-                    desc.value.pointee.create(PluginHostAPI.table, host.value, j, &out, e.baseAddress, 512)
+            let rc = thread.calling("reconfigure") {
+                json.withCString { j in
+                    err.withUnsafeMutableBufferPointer { e in d.value.pointee.reconfigure(inst.value, j, e.baseAddress, 512) }
                 }
             }
             err[512] = 0
-            return Unsafe((rc, out, err.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }))
+            let message = err.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+            report(JobResult(name: name, seq: seq, outcome: .reconfigured(rc, message)))
         }
-        guard let created else {
-            ctx.shutdown()
-            slot.thread = nil
-            refuse(slot, .hung, "create did not return within \(watchdog); abandoned")
-            return
-        }
-        let (rc, instance, message) = created.value
-        guard rc == RNM_OK, let instance else {
-            ctx.shutdown()
-            let why = message.isEmpty ? (rc == RNM_OK ? "returned no instance" : "no message") : LogText.oneLine(message, max: 512)
-            refuse(slot, .failed, "create failed (\(rc)): \(why)")
-            return
-        }
-        slot.instance = Unsafe(instance)
-        let inst = Unsafe(instance)
-        guard let started = thread.run(timeout: watchdog, { desc.value.pointee.start(inst.value) }) else {
-            ctx.shutdown()
-            slot.thread = nil
-            refuse(slot, .hung, "start did not return within \(watchdog); abandoned")
-            return
-        }
-        guard started == RNM_OK else {
-            ctx.shutdown()
-            // A failed start made no promise to have stopped its threads: stop and destroy it properly.
-            if let hook = finishInstance(slot) {
-                refuse(slot, .hung, "start failed (\(started)), then \(hook) did not return within \(watchdog); abandoned")
-                return
-            }
-            refuse(slot, .failed, "start failed (\(started))")
-            return
-        }
-        slot.loadError = nil
-        set(slot, .running)
-        logger.notice(
-            "plugin \(name): running",
-            metadata: [
-                "plugin": "\(slot.info!.name)", "version": "\(slot.info!.version ?? "-")", "abi": "\(slot.info!.abi)",
-                "sets": "\(slot.config.sets.joined(separator: ","))", "path": "\(path)",
-            ])
-    }
-
-    /// Stops a running instance: host calls end, stop() and destroy() run under the watchdog. False if the
-    /// instance hung (abandoned).
-    private func stop(_ slot: Slot) -> Bool {
-        slot.context?.shutdown()
-        if let hook = finishInstance(slot) {
-            refuse(slot, .hung, "\(hook) did not return within \(watchdog); abandoned (its elements are withdrawn)")
-            return false
-        }
-        set(slot, .disabled)
-        return true
-    }
-
-    /// stop() then destroy() on the instance's thread. nil, or the hook that overran the watchdog.
-    private func finishInstance(_ slot: Slot) -> String? {
-        guard let thread = slot.thread, let d = slot.descriptor, let inst = slot.instance else { return nil }
-        slot.instance = nil
-        guard thread.run(timeout: watchdog, { d.value.pointee.stop(inst.value) }) != nil else {
-            slot.thread = nil
-            return "stop"
-        }
-        guard thread.run(timeout: watchdog, { d.value.pointee.destroy(inst.value) }) != nil else {
-            slot.thread = nil
-            return "destroy"
-        }
-        return nil
-    }
-
-    /// Hands a running instance its new config. False if it has no reconfigure or refused the config (the
-    /// caller restarts it).
-    private func reconfigure(_ slot: Slot, _ json: String) -> Bool {
-        guard let thread = slot.thread, let d = slot.descriptor, let inst = slot.instance,
-            d.value.pointee.reconfigure != nil
-        else { return false }
-        let result = thread.run(timeout: watchdog) { () -> Unsafe<(rnm_status, String)> in
-            var err = [CChar](repeating: 0, count: 513)
-            let rc = json.withCString { j in
-                err.withUnsafeMutableBufferPointer { e in d.value.pointee.reconfigure(inst.value, j, e.baseAddress, 512) }
-            }
-            err[512] = 0
-            return Unsafe((rc, err.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }))
-        }
-        guard let (rc, message) = result?.value else {
-            slot.context?.shutdown()
-            slot.thread = nil
-            refuse(slot, .hung, "reconfigure did not return within \(watchdog); abandoned")
-            return false
-        }
-        if rc != RNM_OK {
-            logger.warning("plugin \(slot.config.name): reconfigure refused (\(rc)): \(LogText.oneLine(message, max: 512)); restarting it")
-            return false
-        }
-        logger.notice("plugin \(slot.config.name): reconfigured")
-        return true
     }
 
     // MARK: Loading
@@ -449,21 +531,22 @@ package final class PluginHost {
     package func list(count: (String, String) -> Int) -> JSON {
         .array(order.compactMap { slots[$0] }.map { slot in
             let stats = slot.context?.snapshot ?? PluginStats()
-            let running = slot.state == .running
+            let running = slot.state == .running || slot.state == .reconfiguring
+            let shown = slot.shown
             return .object([
-                ("name", .string(slot.config.name)),
+                ("name", .string(slot.name)),
                 ("plugin", slot.info.map { .string($0.name) } ?? .null),
                 ("version", slot.info?.version.map { .string($0) } ?? .null),
                 ("build_info", slot.info?.buildInfo.map { .string($0) } ?? .null),
                 ("abi", slot.info.map { .string($0.abi) } ?? .null),
-                ("path", .string(slot.config.path)),
-                ("enabled", .bool(slot.config.enabled && slot.configured)),
+                ("path", .string(shown?.path ?? "")),
+                ("enabled", .bool(slot.want?.enabled ?? false)),
                 ("state", .string(slot.state.rawValue)),
                 ("since", .string(WallTime.rfc3339(epochNanos: slot.sinceWall))),
                 ("health", running ? .string(PluginContext.healthName(stats.health)) : .null),
                 ("message", running ? (stats.healthMessage.map { .string($0) } ?? .null) : .null),
-                ("sets", .array(slot.config.sets.map { s in
-                    .object([("name", .string(s)), ("elements", .int(count(slot.config.name, s)))])
+                ("sets", .array((shown?.sets ?? []).map { s in
+                    .object([("name", .string(s)), ("elements", .int(count(slot.name, s)))])
                 })),
                 ("accepted", .int(stats.accepted)),
                 ("rejected", .int(stats.rejected.values.reduce(0, +))),
@@ -479,7 +562,7 @@ package final class PluginHost {
     package var records: [(name: String, state: State, health: Int32, stats: PluginStats, sets: [String])] {
         order.compactMap { slots[$0] }.map { slot in
             let stats = slot.context?.snapshot ?? PluginStats()
-            return (slot.config.name, slot.state, stats.health, stats, slot.config.sets)
+            return (slot.name, slot.state, stats.health, stats, slot.shown?.sets ?? [])
         }
     }
 
@@ -487,8 +570,8 @@ package final class PluginHost {
     package var summary: JSON {
         .array(order.compactMap { slots[$0] }.map { slot in
             .object([
-                ("name", .string(slot.config.name)), ("state", .string(slot.state.rawValue)),
-                ("health", slot.state == .running ? .string(PluginContext.healthName(slot.context?.snapshot.health ?? 0)) : .null),
+                ("name", .string(slot.name)), ("state", .string(slot.state.rawValue)),
+                ("health", slot.state == .running || slot.state == .reconfiguring ? .string(PluginContext.healthName(slot.context?.snapshot.health ?? 0)) : .null),
             ])
         })
     }
@@ -502,11 +585,14 @@ struct Unsafe<T>: @unchecked Sendable {
     init(_ v: T) { value = v }
 }
 
-/// The thread on which one plugin instance's lifecycle calls run, one at a time.
+/// The thread on which one plugin instance's lifecycle jobs run, one at a time. It publishes when the plugin
+/// call in progress began, for the host's watchdog.
 final class LifecycleThread: @unchecked Sendable {
-    // @unchecked Sendable: `jobs` and `done` are guarded by `mutex`.
+    // @unchecked Sendable: `jobs`, `done` and `call` are guarded by their Mutexes, `started` is atomic.
     private let mutex = Mutex<(jobs: [@Sendable () -> Void], done: Bool)>(([], false))
     private let ready = EventBus<Int>(capacity: 1 << 30)
+    private let started = Atomic<UInt64>(0)
+    private let call = Mutex<String>("")
 
     init(name: String) {
         // The thread holds its own object: it lives as long as the thread (which may outlive the host's
@@ -524,24 +610,30 @@ final class LifecycleThread: @unchecked Sendable {
         }
     }
 
+    static func monotonicNanos() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+
+    /// When the plugin call in progress began (CLOCK_MONOTONIC ns); 0 when none is.
+    var callStarted: UInt64 { started.load(ordering: .acquiring) }
+    /// Which call that is.
+    var currentCall: String { call.withLock { $0 } }
+
+    /// Runs one plugin call, published for the watchdog. On this thread only.
+    @discardableResult
+    func calling<T>(_ what: String, _ body: () -> T) -> T {
+        call.withLock { $0 = what }
+        started.store(Self.monotonicNanos(), ordering: .releasing)
+        defer { started.store(0, ordering: .releasing) }
+        return body()
+    }
+
     /// Runs `body` on the thread.
     func post(_ body: @escaping @Sendable () -> Void) {
         mutex.withLock { $0.jobs.append(body) }
         ready.send(0, weight: 0)
-    }
-
-    /// Runs `body` on the thread and waits up to `timeout` for its result; nil if it did not return in time
-    /// (it may still return later; the result is dropped).
-    func run<T: Sendable>(timeout: Duration, _ body: @escaping @Sendable () -> T) -> T? {
-        let result = Mutex<T?>(nil)
-        let done = Completion()
-        post {
-            let v = body()
-            result.withLock { $0 = v }
-            done.signal()
-        }
-        guard done.wait(timeout: timeout) else { return nil }
-        return result.withLock { $0 }
     }
 
     /// Ends the thread after what is queued.

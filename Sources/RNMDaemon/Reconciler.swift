@@ -19,6 +19,8 @@ package enum DaemonEvent: Sendable {
     case tableChanged(TableChange)
     /// A plugin queued calls (the reconciler drains every plugin's queue).
     case plugins
+    /// A plugin lifecycle job (start, stop, reconfigure) finished.
+    case pluginJob(PluginHost.JobResult)
 }
 
 /// Counters since start.
@@ -167,7 +169,9 @@ package final class Reconciler: Sendable {
     package func run() throws {
         threadID.store(RNM_gettid(), ordering: .releasing)
         let bus = bus
-        let plugins = PluginHost(logger: logger, clocks: clocks, watchdog: pluginWatchdog) { bus.send(.plugins, weight: 0) }
+        let plugins = PluginHost(
+            logger: logger, clocks: clocks, watchdog: pluginWatchdog, wake: { bus.send(.plugins, weight: 0) },
+            report: { bus.send(.pluginJob($0), weight: 0) })
         var loop = Loop(owner: self, state: ReconcileState(config: initialConfig), plugins: plugins)
         defer { plugins.shutdown() }
         try loop.run()
@@ -235,9 +239,11 @@ package final class Reconciler: Sendable {
             while true {
                 let n = now()
                 let next = [retryAt, auditAt].compactMap { $0 }.min()
-                let timeout: Duration? = next.map { t in t > n ? .nanoseconds(Int64(t - n)) : .zero }
+                var timeout: Duration? = next.map { t in t > n ? .nanoseconds(Int64(t - n)) : .zero }
+                if let w = plugins.watchdogTimeout() { timeout = min(timeout ?? w, w) }
                 guard let batch = owner.bus.next(timeout: timeout) else { return }
                 for event in batch { try handle(event) }
+                apply(plugins.checkWatchdogs())
                 saveManualIfNeeded()
                 // Until the first dump arrived we know nothing about addresses: committing now would empty sets.
                 guard haveSnapshot else { continue }
@@ -297,20 +303,35 @@ package final class Reconciler: Sendable {
                 drifted(change)
             case .plugins:
                 drainPlugins()
+            case .pluginJob(let result):
+                apply(plugins.handle(result))
             }
         }
 
         // MARK: Plugins
 
-        /// Brings plugins in line with the config; withdraws what stopped instances contributed, then takes
-        /// what the (re)started ones queued, so a restart that re-contributes the same elements changes nothing.
+        /// Brings plugins in line with the config (jobs start on the plugins' threads; nothing here waits).
         mutating func syncPlugins(retry: Bool = true) {
-            for name in plugins.sync(state.config, retry: retry) {
-                let n = state.withdrawPlugin(name)
-                owner.count { $0.pluginWithdrawn += n }
-                if n > 0 { logger.info("plugin \(name): withdrew its \(n) elements") }
+            apply(plugins.sync(state.config, retry: retry))
+        }
+
+        /// What the plugin host asks of the contributions.
+        mutating func apply(_ effects: [PluginHost.Effect]) {
+            for effect in effects {
+                switch effect {
+                case .withdraw(let name):
+                    let n = state.withdrawPlugin(name) + state.withdrawPlugin(ReconcileState.retiredName(name))
+                    owner.count { $0.pluginWithdrawn += n }
+                    if n > 0 { logger.info("plugin \(name): withdrew its \(n) elements") }
+                case .retire(let name):
+                    state.retirePlugin(name)
+                case .dropRetired(let name):
+                    let n = state.withdrawPlugin(ReconcileState.retiredName(name))
+                    owner.count { $0.pluginWithdrawn += n }
+                case .drain:
+                    drainPlugins()
+                }
             }
-            drainPlugins()
         }
 
         mutating func drainPlugins() {

@@ -96,7 +96,7 @@ def test_every_verb_round_trips_in_text_and_json(ns, daemons):
     m = d.ctl("metrics", check=True).stdout
     assert 'rnm_transactions_total{result="ok"}' in m and 'rnm_set_elements{set="block_v4"} 1' in m
     assert 'rnm_control_requests_total{verb="set add",result="ok"} 1' in m
-    assert d.ctl("plugins", "list", check=True).stdout.strip() == "no plugins loaded"
+    assert d.ctl("plugins", "list", check=True).stdout.strip() == "no plugins configured"
     assert json.loads(d.ctl("--json", "plugins", "list", check=True).stdout)["result"] == []
     assert_converged(ns, d)
 
