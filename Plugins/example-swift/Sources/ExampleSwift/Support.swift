@@ -1,7 +1,7 @@
 // build_info: the compiler this plugin was built with, fixed at compile time. rnmd loads a Swift plugin only
-// if it equals rnmd's own (e.g. "swift-6.3.1"): Swift's ABI is stable, but the plugin and rnmd share one copy of the
-// runtime and standard library, so they must come from the same toolchain. A compiler this ladder does not
-// know yields "swift-unknown" (refused): add a rung for it.
+// if it equals rnmd's own (e.g. "swift-6.3.1"): Swift has no stable ABI on Linux, and the plugin and rnmd share
+// one copy of the runtime and standard library, so they must come from the same toolchain. A compiler this
+// ladder does not know yields "swift-unknown" (refused): add a rung for it, in step with PluginHost.swiftBuild.
 import CRNMPlugin
 
 #if compiler(>=6.2) && !compiler(>=6.2.1)
