@@ -250,24 +250,28 @@ public struct ReconcileState: Sendable {
     @discardableResult
     public mutating func applyPlugin(_ plugin: String, set name: String, _ changes: [PluginChange], now: UInt64) -> Int {
         guard let set = config.declaredSet(named: name) else { return 0 }
+        // Work on the plugin's entries for this set taken out of the nested dictionaries (uniquely referenced,
+        // so every change is an in-place update, not a re-hash of plugin and set name per element).
+        var sets = plugins.removeValue(forKey: plugin) ?? [:]
+        var mine = sets.removeValue(forKey: name) ?? [:]
         var n = 0
+        var earliest = nextExpiry
         for c in changes where c.prefix.address.family == set.family && (set.interval || c.prefix.length == set.family.maxPrefixLength) {
             let p = c.prefix.network
             if c.add {
                 let d = Self.pluginDeadline(c.timeoutMs, set: set, now: now)
-                if plugins[plugin]?[name]?[p] == d { continue }
-                plugins[plugin, default: [:]][name, default: [:]][p] = d
-                nextExpiry = min(nextExpiry, d)
+                if mine.updateValue(d, forKey: p) == d { continue }
+                earliest = min(earliest, d)
                 contributePluginEntry(plugin, name, p, d, set: set)
                 n += 1
-            } else if plugins[plugin]?[name]?[p] != nil {
-                withdrawPluginEntry(plugin, name, p)
-                plugins[plugin]?[name]?[p] = nil
+            } else if mine.removeValue(forKey: p) != nil {
+                withdrawPluginEntry(plugin, name, p, set: set)
                 n += 1
             }
         }
-        if plugins[plugin]?[name]?.isEmpty == true { plugins[plugin]?[name] = nil }
-        if plugins[plugin]?.isEmpty == true { plugins[plugin] = nil }
+        nextExpiry = earliest
+        if !mine.isEmpty { sets[name] = mine }
+        if !sets.isEmpty { plugins[plugin] = sets }
         return n
     }
 
@@ -512,8 +516,8 @@ public struct ReconcileState: Sendable {
         markDirty(name, e)
     }
 
-    private mutating func withdrawPluginEntry(_ plugin: String, _ name: String, _ p: IPPrefix) {
-        guard let set = config.declaredSet(named: name) else { return }
+    private mutating func withdrawPluginEntry(_ plugin: String, _ name: String, _ p: IPPrefix, set known: DeclaredSet? = nil) {
+        guard let set = known ?? config.declaredSet(named: name) else { return }
         let e = set.element(p)
         if var c = content[name]?[e] {
             c.plugins[plugin] = nil
