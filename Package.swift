@@ -13,6 +13,8 @@
 import Foundation
 import PackageDescription
 
+let packageDirectory = "/" + #filePath.split(separator: "/").dropLast().joined(separator: "/")
+
 let version: String = {
     // One place for the version: the VERSION file next to this manifest.
     let here = #filePath.split(separator: "/").dropLast().joined(separator: "/")
@@ -33,6 +35,8 @@ let package = Package(
     products: [
         .executable(name: "rnmd", targets: ["rnmd"]),
         .executable(name: "rnmctl", targets: ["rnmctl"]),
+        // Built-in plugins: shared objects rnmd loads through the C ABI (installed as <plugin_dir>/<name>.so).
+        .library(name: "rnm-docker", type: .dynamic, targets: ["RNMDockerPlugin"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -57,6 +61,8 @@ let package = Package(
         // The plugin ABI: include/rnm_plugin.h is the public contract (installed for out-of-tree plugins);
         // abi.c freezes its layout at compile time.
         .target(name: "RNMPluginABI"),
+        // Swift plugins' side of the ABI (toolchain identity, C strings); the host uses it to judge them.
+        .target(name: "RNMPluginKit"),
 
         // MARK: Pure core
         .target(name: "RNMCore"),
@@ -68,7 +74,7 @@ let package = Package(
         .target(
             name: "RNMDaemon",
             dependencies: [
-                "RNMCore", "RNMYAML", "RNMNetlink", "RNMFirewall", "CRNMShims", "CRNMVersion", "RNMPluginABI",
+                "RNMCore", "RNMYAML", "RNMNetlink", "RNMFirewall", "CRNMShims", "CRNMVersion", "RNMPluginABI", "RNMPluginKit",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -95,6 +101,16 @@ let package = Package(
             ]
         ),
 
+        // MARK: Plugins (they import only the ABI and the plugin kit, never host modules)
+        .target(name: "RNMDocker", path: "Plugins/docker/Sources/RNMDocker"),
+        .target(
+            name: "RNMDockerPlugin",
+            dependencies: ["RNMDocker", "RNMPluginABI", "RNMPluginKit"],
+            path: "Plugins/docker/Sources/RNMDockerPlugin",
+            // Export only rnm_plugin_entry_v1: the plugin's own copies of everything stay private.
+            linkerSettings: [.unsafeFlags(["-Xlinker", "--version-script=\(packageDirectory)/Plugins/docker/exports.map"])]
+        ),
+
         // MARK: Benchmarks (in-process parts; see Benchmarks/run.py for the end-to-end ones)
         .executableTarget(name: "rnm-bench", dependencies: ["RNMCore", "RNMFirewall"], path: "Benchmarks/RNMBench"),
 
@@ -103,6 +119,7 @@ let package = Package(
         .testTarget(name: "RNMConfigTests", dependencies: ["RNMCore", "RNMYAML"], exclude: ["Fixtures"]),
         .testTarget(name: "RNMNetlinkTests", dependencies: ["RNMCore", "RNMNetlink"], exclude: ["Fixtures"]),
         .testTarget(name: "RNMDaemonTests", dependencies: ["RNMCore", "RNMDaemon", "RNMTesting"]),
+        .testTarget(name: "RNMDockerTests", dependencies: ["RNMDocker"], path: "Plugins/docker/Tests/RNMDockerTests"),
     ]
 )
 

@@ -24,7 +24,7 @@ while IFS=: read -r file line _; do
 done < <(grep -nE '@unchecked Sendable|nonisolated\(unsafe\)' -r Sources Plugins 2>/dev/null || true)
 
 # 4. The built binaries do not link full Foundation or ICU.
-for bin in .build/debug/rnmd; do
+for bin in .build/debug/rnmd .build/debug/librnm-docker.so; do
     if [ -x "$bin" ] && ldd "$bin" | grep -E 'libFoundation\.so|libFoundationInternationalization|ICU'; then
         echo "error: $bin links full Foundation/ICU"; fail=1
     fi

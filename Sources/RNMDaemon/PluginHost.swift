@@ -2,6 +2,7 @@ internal import Glibc
 package import Logging
 package import RNMCore
 internal import RNMPluginABI
+import RNMPluginKit
 import Synchronization
 
 /// Loads plugins, drives their lifecycle and keeps the record `plugins list` shows. Owned by the reconciler
@@ -14,30 +15,8 @@ import Synchronization
 /// Level-triggered: each slot holds what the config wants (`want`) and what its instance runs (`have`);
 /// `step` starts the next job toward `want` whenever the slot is idle.
 package final class PluginHost {
-    /// The toolchain this rnmd was built with, as Swift plugins state theirs in build_info (the same ladder
-    /// as Plugins/example-swift; keep them in step). nil for a compiler it does not know: then no Swift
-    /// plugin loads.
-    package static let swiftBuild: String? = {
-        #if compiler(>=6.3.3)
-        return nil
-        #elseif compiler(>=6.3.2)
-        return "swift-6.3.2"
-        #elseif compiler(>=6.3.1)
-        return "swift-6.3.1"
-        #elseif compiler(>=6.3)
-        return "swift-6.3.0"
-        #elseif compiler(>=6.2.4)
-        return nil
-        #elseif compiler(>=6.2.3)
-        return "swift-6.2.3"
-        #elseif compiler(>=6.2.2)
-        return "swift-6.2.2"
-        #elseif compiler(>=6.2.1)
-        return "swift-6.2.1"
-        #else
-        return "swift-6.2.0"
-        #endif
-    }()
+    /// The toolchain this rnmd was built with, as Swift plugins state theirs in build_info.
+    package static let swiftBuild: String? = PluginKit.swiftToolchain
 
     package static let abiHost = PluginABI.Host(
         major: UInt32(RNM_ABI_MAJOR), minor: UInt32(RNM_ABI_MINOR),
