@@ -5,7 +5,7 @@ PYTHON ?= /usr/bin/python3
 
 # Debian packages: C libraries we link, the tools the tests and the demo drive.
 DEB_PACKAGES := pkg-config libmnl-dev libnftnl-dev libnftables-dev libyaml-dev nftables iproute2 procps \
-                iputils-ping python3 python3-pytest python3-yaml gcc libc6-dev
+                iputils-ping python3 python3-pytest python3-yaml gcc libc6-dev docker.io busybox-static
 
 # Where `make install-sdk` puts the plugin header and its pkg-config file (DESTDIR for staging).
 PREFIX ?= /usr/local
