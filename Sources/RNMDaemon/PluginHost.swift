@@ -86,6 +86,8 @@ package final class PluginHost {
         var thread: LifecycleThread? = nil
         /// The config a running reconfigure job hands over.
         var reconfiguring: PluginConfig? = nil
+        /// When the current instance started running.
+        var runningSince: ContinuousClock.Instant? = nil
 
         init(name: String, wall: UInt64) {
             self.name = name
@@ -141,9 +143,30 @@ package final class PluginHost {
         order = config.plugins.map(\.name) + order.filter { wanted[$0] == nil && slots[$0] != nil }
         var effects: [Effect] = []
         for name in order {
-            if let slot = slots[name] { effects += step(slot) }
+            guard let slot = slots[name] else { continue }
+            // Going away while a job runs: its calls end now and what it contributed goes with this reload;
+            // the stop follows when the job is done.
+            if slot.state.busy, slot.want?.enabled != true, slot.context?.isShutDown == false {
+                slot.context?.shutdown()
+                effects.append(.withdraw(name))
+            }
+            effects += step(slot)
         }
         return effects
+    }
+
+    /// Whether every plugin got the chance to contribute: none is starting, and each running one has made a
+    /// call or has been running for `grace`. rnmd holds its first commit until then (bounded by the caller),
+    /// so a restart of rnmd does not briefly drop what plugins contributed before it.
+    package func settled(grace: Duration = .milliseconds(500)) -> Bool {
+        let now = ContinuousClock.now
+        for slot in slots.values {
+            if slot.state == .starting { return false }
+            guard slot.state == .running, let ctx = slot.context, let since = slot.runningSince else { continue }
+            let s = ctx.snapshot
+            if s.accepted + s.busy + s.rejected.values.reduce(0, +) == 0, now - since < grace { return false }
+        }
+        return true
     }
 
     /// A lifecycle job finished.
@@ -157,6 +180,7 @@ package final class PluginHost {
             slot.instance = Unsafe(pointers.value.1)
             slot.info = info
             slot.loadError = nil
+            slot.runningSince = .now
             set(slot, .running)
             logger.notice(
                 "plugin \(name): running",

@@ -210,6 +210,9 @@ package final class Reconciler: Sendable {
         /// When the drift being repaired was detected.
         var repairStarted: ContinuousClock.Instant? = nil
         var lastLoadReason = "start"
+        /// The first commit waits for plugins to settle (see `PluginHost.settled`).
+        var holdForPlugins = false
+        let startedAt = ContinuousClock.now
 
         struct Loaded {
             var table: String
@@ -236,17 +239,27 @@ package final class Reconciler: Sendable {
             guard readBack() else { return }
             scheduleAudit()
             syncPlugins()
+            let granted = Set(state.config.plugins.filter(\.enabled).flatMap(\.sets))
+            holdForPlugins = granted.contains { state.applied?.elements[$0]?.isEmpty == false }
             while true {
                 let n = now()
                 let next = [retryAt, auditAt].compactMap { $0 }.min()
                 var timeout: Duration? = next.map { t in t > n ? .nanoseconds(Int64(t - n)) : .zero }
                 if let w = plugins.watchdogTimeout() { timeout = min(timeout ?? w, w) }
+                if holdForPlugins { timeout = min(timeout ?? .milliseconds(50), .milliseconds(50)) }
                 guard let batch = owner.bus.next(timeout: timeout) else { return }
                 for event in batch { try handle(event) }
                 apply(plugins.checkWatchdogs())
                 saveManualIfNeeded()
                 // Until the first dump arrived we know nothing about addresses: committing now would empty sets.
                 guard haveSnapshot else { continue }
+                // Nor, right after start, about what plugins contribute: if the table already holds elements in
+                // sets granted to plugins (rnmd restarted), hold the first commit until the plugins had their
+                // chance to re-contribute (at most 1 s), so they do not leave the kernel for a moment.
+                if holdForPlugins {
+                    if !plugins.settled(), ContinuousClock.now - startedAt < .seconds(1) { continue }
+                    holdForPlugins = false
+                }
                 if let t = retryAt {
                     guard now() >= t else { continue }  // still backing off; events are folded in meanwhile
                     retryAt = nil

@@ -149,9 +149,10 @@ typedef struct rnm_plugin_descriptor {
     /* Takes a changed config while running. NULL, or a failure: the host stops, destroys and creates the
      * instance anew with the new config. */
     rnm_status (*reconfigure)(rnm_instance *p, const char *config_json, char *err, size_t err_len);
-    /* Stops work and joins the plugin's threads; no host calls after it returns. The host then withdraws
-     * the plugin's elements, except when rnmd itself is stopping (the table stays as it is: fail-static).
-     * A stop that takes longer than a few seconds is logged and abandoned. */
+    /* Stops work and joins the plugin's threads; no host calls after it returns. The host withdraws the
+     * plugin's elements (for a restart, once the new instance runs, so what it re-contributes never leaves
+     * the kernel), except when rnmd itself is stopping (the table stays as it is: fail-static). A stop
+     * that takes longer than a few seconds is logged and abandoned. */
     void (*stop)(rnm_instance *p);
     /* Frees the instance. */
     void (*destroy)(rnm_instance *p);
