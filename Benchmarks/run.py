@@ -6,7 +6,9 @@ Every figure is measured in this run next to its baseline, each side in its own 
 
     Benchmarks/run.py --rnmd .build/release/rnmd --bench .build/release/rnm-bench --out docs/benchmarks.md
 
---idle-seconds sets the idle window of the wakeup count (600 for the documented figure).
+--idle-seconds sets the idle window of the wakeup count (600 for the documented figure). The docker section
+needs dockerd (docker.io), a static /bin/busybox (busybox-static) and Tests/integration/dockerenv.py;
+--docker-engine chooses the engine (see DockerEngine).
 """
 import argparse
 import atexit
@@ -705,6 +707,269 @@ def bench_plugins(args, results):
 
 
 # --------------------------------------------------------------------------------------------------------
+def dockerenv():
+    """The integration tests' Docker helpers (Tests/integration/dockerenv.py): Engine API client, ping, the
+    busybox rootfs. Imported on use, so the other sections do not need it (nor pytest, which it imports)."""
+    import dockerenv as de
+    return de
+
+
+class DockerEngine:
+    """The engine under the benchmark. `host`: the one answering on /var/run/docker.sock (never stopped
+    here); `own`: a dockerd of the benchmark's own, stopped again by close(); `auto`: the host's if it
+    answers, else its own. Its own one has its own socket, data and exec roots, pidfile, containerd namespace
+    and bridge (rnmbench0 on 198.18.213.0/24, from the benchmarking range), so it never meets the tests'
+    dockerd or a user's (/var/run/docker.sock, docker0, their roots); it leaves the host's firewall and
+    sysctls alone (no iptables, no ip-forward change)."""
+
+    RUN, DATA, BRIDGE = "/run/rnmbench-docker", "/var/lib/rnmbench-docker", "rnmbench0"
+
+    def __init__(self, which="auto"):
+        de = dockerenv()
+        self.proc, self.bridge = None, False
+        if which != "own" and de.ping(de.DOCKER_SOCKET, timeout=5):
+            self.socket, self.own = de.DOCKER_SOCKET, False
+            self.api = de.DockerAPI(self.socket)
+            return
+        if which == "host":
+            raise RuntimeError(f"no Docker engine answers on {de.DOCKER_SOCKET}")
+        self.socket, self.own = os.path.join(self.RUN, "docker.sock"), True
+        self.api = de.DockerAPI(self.socket)
+        pidfile = os.path.join(self.RUN, "dockerd.pid")
+        try:
+            pid = int(open(pidfile).read())
+            if os.path.exists(f"/proc/{pid}"):
+                raise RuntimeError(f"a dockerd of an earlier benchmark run is still running (pid {pid}, {pidfile})")
+        except (FileNotFoundError, ValueError):
+            pass
+        os.makedirs(self.RUN, mode=0o700, exist_ok=True)
+        if os.path.exists(f"/sys/class/net/{self.BRIDGE}"):
+            sh(["ip", "link", "del", self.BRIDGE])  # left by an aborted run (its dockerd is gone, checked above)
+        try:
+            sh(["ip", "link", "add", self.BRIDGE, "type", "bridge"])
+            self.bridge = True
+            sh(["ip", "addr", "add", "198.18.213.1/24", "dev", self.BRIDGE])
+            sh(["ip", "link", "set", self.BRIDGE, "up"])
+            log_path = os.path.join(self.RUN, "dockerd.log")
+            with open(log_path, "w") as log:
+                self.proc = subprocess.Popen(
+                    ["dockerd", "--iptables=false", "--ip6tables=false", "--ip-forward=false", "--ip-masq=false",
+                     "--bridge", self.BRIDGE, "--data-root", self.DATA, "--exec-root", os.path.join(self.RUN, "exec"),
+                     "--pidfile", pidfile, "--containerd-namespace", "rnmbench", "--containerd-plugins-namespace",
+                     "rnmbench-plugins", "-H", "unix://" + self.socket],
+                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            deadline = time.monotonic() + 60
+            while de.ping(self.socket) is None:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("dockerd did not start:\n" + open(log_path).read()[-3000:])
+                time.sleep(0.1)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self):
+        """Stops the dockerd this benchmark started (it stops its containers and containerd), removes its
+        bridge and, unless something is still mounted there, its roots."""
+        if self.proc:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                    self.proc.wait()
+            self.proc = None
+            with open("/proc/mounts") as f:
+                mounted = [l.split()[1] for l in f if l.split()[1].startswith((self.DATA, self.RUN))]
+            if mounted:
+                print(f"docker: not removing {self.DATA} and {self.RUN}: still mounted: {mounted[:3]}", file=sys.stderr)
+            else:
+                shutil_rm(self.DATA)
+                shutil_rm(self.RUN)
+        if self.bridge:
+            subprocess.run(["ip", "link", "del", self.BRIDGE], capture_output=True)
+            self.bridge = False
+
+
+class DockerWatch:
+    """Benchmarks/dockerwatch.py in rnmd's namespace: the engine's events and the namespace's nftables
+    notifications, stamped on one clock by one process; collected here by a reader thread."""
+
+    def __init__(self, ns, socket_path):
+        import threading
+        self.proc = subprocess.Popen(ns.exec_args("chrt", "-f", "10", sys.executable, os.path.join(HERE, "dockerwatch.py"),
+                                                  socket_path), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if not line or not json.loads(line).get("ready"):
+            self.close()
+            raise RuntimeError("dockerwatch.py did not start")
+        self.events, self.cond = [], threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            with self.cond:
+                self.events.append(json.loads(line))
+                self.cond.notify_all()
+
+    def wait(self, predicate, timeout=5):
+        """The first event that satisfies predicate, or None after timeout."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for e in self.events:
+                    if predicate(e):
+                        return e
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self.cond.wait(left)
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def bench_docker(args, results):
+    """The Docker plugin: container start → its address in the kernel set (and die → removed), for
+    --docker-containers containers started one after another."""
+    loadavg = os.getloadavg()[0]
+    run_id = uuid.uuid4().hex[:8]
+    image = f"rnmbench-busybox:{run_id}"
+    work = tempfile.mkdtemp(prefix="rnm-bench-docker-")
+    engine = ns = d = watch = None
+    created = []  # container ids not removed yet
+    try:
+        # The plugin in a root-owned directory of mode 0755, as rnmd requires.
+        os.chmod(work, 0o755)
+        pdir = os.path.join(work, "plugins")
+        os.makedirs(pdir, mode=0o755)
+        so = os.path.join(pdir, "docker.so")
+        import shutil
+        shutil.copyfile(args.docker_plugin, so)
+        os.chown(so, 0, 0)
+        os.chmod(so, 0o755)
+        de = dockerenv()
+        busybox = de.busybox_path()
+        if not busybox or not de.is_static_elf(busybox):
+            raise RuntimeError("needs a static /bin/busybox (busybox-static) for the image")
+        engine = DockerEngine(args.docker_engine)
+        api = engine.api
+        version = api.call("GET", "/version")
+        # Leftovers of an earlier run whose engine went away under it (they come back with its data root).
+        for c in api.containers(all=True, labels=["rnmbench"]):
+            api.remove(c["Id"])
+        for tag in [t for i in api.call("GET", "/images/json") or [] for t in i.get("RepoTags") or []]:
+            if tag.startswith("rnmbench-busybox:"):
+                api.image_remove(tag)
+        api.image_import(de.rootfs_tar(busybox), "rnmbench-busybox", run_id)
+        config = {"table": "rnm", "interfaces": [{"name": "wan0", "zone": "wan"}],
+                  "sets": [{"name": "containers_v4", "type": "ipv4_addr"}],
+                  "plugins": [{"name": "docker", "path": so, "sets": ["containers_v4"],
+                               "config": {"socket": engine.socket,
+                                          "rules": [{"network": "bridge", "set_v4": "containers_v4"}]}}]}
+        ns = veth_ns(["wan0"])
+        d = Rnmd(args.rnmd, ns, config, args=["--log-level", "debug"])
+        deadline = time.monotonic() + 15
+        while f"connected to {engine.socket}" not in d.log_text():
+            if d.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the docker plugin did not connect:\n" + d.log_text()[-3000:])
+            time.sleep(0.05)
+        watch = DockerWatch(ns, engine.socket)
+        element = lambda op, ip: lambda e: (e["src"] == "nft" and e["op"] == op and e["set"] == "containers_v4"
+                                            and ip in e["addrs"])
+        docker = lambda action, cid: lambda e: (e["src"] == "docker" and e["type"] == "container"
+                                                and e["action"] == action and e["id"] == cid)
+        network = lambda action, cid: lambda e: (e["src"] == "docker" and e["type"] == "network"
+                                                 and e["action"] == action and e["container"] == cid)
+        started, starts, missed_start = [], [], 0
+        for i in range(args.docker_containers):
+            cid = api.create(image, name=f"rnmbench-{run_id}-{i:03d}", labels={"rnmbench": run_id})
+            created.append(cid)
+            t0 = time.monotonic_ns()
+            api.start(cid)
+            call_ms = (time.monotonic_ns() - t0) / 1e6
+            ip = api.inspect(cid)["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
+            started.append((cid, ip))
+            ev = watch.wait(docker("start", cid))
+            el = watch.wait(element("add", ip))
+            if ev is None or el is None:
+                missed_start += 1
+            else:
+                conn = watch.wait(network("connect", cid), timeout=0)
+                starts.append({"ip": ip, "ms": (el["t"] - ev["t"]) / 1e6, "from_time_nano_ms": (el["rt"] - ev["timeNano"]) / 1e6,
+                               "delivery_ms": (ev["rt"] - ev["timeNano"]) / 1e6, "start_call_ms": call_ms,
+                               "connect_to_start_ms": (ev["t"] - conn["t"]) / 1e6 if conn else None})
+            time.sleep(args.docker_pace_ms / 1000)
+        ips = {ip for _, ip in started}
+        missing_after_starts = len(ips - ns.table_sets("rnm")["containers_v4"])
+        stops, missed_stop = [], 0
+        for cid, ip in started:
+            api.remove(cid)
+            created.remove(cid)
+            ev = watch.wait(docker("die", cid))
+            el = watch.wait(element("del", ip))
+            if ev is None or el is None:
+                missed_stop += 1
+            else:
+                disc = watch.wait(network("disconnect", cid), timeout=1)
+                stops.append({"ip": ip, "ms": (el["t"] - ev["t"]) / 1e6, "from_time_nano_ms": (el["rt"] - ev["timeNano"]) / 1e6,
+                              "die_to_disconnect_ms": (disc["t"] - ev["t"]) / 1e6 if disc else None,
+                              "disconnect_to_element_ms": (el["t"] - disc["t"]) / 1e6 if disc else None})
+            time.sleep(args.docker_pace_ms / 1000)
+        stale_after_removal = len(ips & ns.table_sets("rnm")["containers_v4"])
+        commits = [int(x.split("took_us=")[1].split()[0]) for x in d.log_text().splitlines()
+                   if x.startswith("<7>committed ") and "sets=containers_v4 " in x and "took_us=" in x]
+        others = api.containers()
+        d.stop()
+    finally:
+        if watch:
+            watch.close()
+        if engine:
+            for remove, what in [(engine.api.remove, cid) for cid in created] + [(engine.api.image_remove, image)]:
+                try:
+                    remove(what)
+                except (OSError, RuntimeError) as e:  # e.g. an engine that went away (and took it along)
+                    print(f"docker: cleanup of {what}: {e}", file=sys.stderr)
+            engine.close()
+        if ns:
+            ns.close()
+        if d:
+            shutil_rm(d.dir)
+        shutil_rm(work)
+
+    def dist_ms(xs):
+        return {"n": len(xs), "p50_ms": pct(xs, 0.5), "p90_ms": pct(xs, 0.9), "p99_ms": pct(xs, 0.99),
+                "max_ms": max(xs) if xs else -1, "min_ms": min(xs) if xs else -1}
+
+    command = " ".join(["python3", os.path.relpath(os.path.abspath(sys.argv[0]), ROOT)] + sys.argv[1:])
+    results["docker"] = {
+        "date": datetime.date.today().isoformat(), "command": command, "loadavg": loadavg,
+        "engine": f"{'own dockerd' if engine.own else 'host engine (' + engine.socket + ')'} {version['Version']} "
+                  f"(API {version['ApiVersion']})", "other_running_containers": len(others),
+        "containers": args.docker_containers, "pace_ms": args.docker_pace_ms,
+        "start": dict(dist_ms([s["ms"] for s in starts]), missed=missed_start,
+                      negative=sum(s["ms"] < 0 for s in starts)),
+        "start_from_time_nano": dist_ms([s["from_time_nano_ms"] for s in starts]),
+        "start_delivery": dist_ms([s["delivery_ms"] for s in starts]),
+        "start_call": dist_ms([s["start_call_ms"] for s in starts]),
+        "connect_to_start": dist_ms([s["connect_to_start_ms"] for s in starts if s["connect_to_start_ms"] is not None]),
+        "die": dict(dist_ms([s["ms"] for s in stops]), missed=missed_stop, negative=sum(s["ms"] < 0 for s in stops)),
+        "die_from_time_nano": dist_ms([s["from_time_nano_ms"] for s in stops]),
+        "die_to_disconnect": dist_ms([s["die_to_disconnect_ms"] for s in stops if s["die_to_disconnect_ms"] is not None]),
+        "disconnect_to_element": dist_ms([s["disconnect_to_element_ms"] for s in stops
+                                          if s["disconnect_to_element_ms"] is not None]),
+        "commit": dist_ms([c / 1000 for c in commits]),
+        "missing_after_starts": missing_after_starts, "stale_after_removal": stale_after_removal,
+        "samples_ms": [round(s["ms"], 3) for s in starts], "die_samples_ms": [round(s["ms"], 3) for s in stops]}
+
+
+# --------------------------------------------------------------------------------------------------------
 def proc_memory(pid):
     fields = {}
     with open(f"/proc/{pid}/status") as f:
@@ -889,6 +1154,71 @@ def write_plugins_markdown(add, p):
     add("")
 
 
+def write_docker_markdown(add, p):
+    add("## Docker plugin: container start → element")
+    add("")
+    add(f"Measured {p['date']} with `{p['command']}`")
+    add(f"(load average {p['loadavg']:.2f} when it started); engine: {p['engine']}"
+        + (f", with {p['other_running_containers']} other running containers" if p["other_running_containers"] else "") + ".")
+    add("")
+    add(f"rnmd (release) runs in a throwaway network namespace with the Docker plugin (`librnm-docker.so`) granted")
+    add("`containers_v4` and one rule `{network: bridge, set_v4: containers_v4}`. "
+        f"{p['containers']} containers (an image imported for")
+    add("the run from a static busybox, running `/bin/sleep 3600` on the default bridge network) are created and")
+    add("started one after another through the Engine API, each one "
+        f"{p['pace_ms']} ms after the previous one's address reached the set;")
+    add("then they are removed likewise (`DELETE /containers/ID?force=true`).")
+    add("")
+    add("**Method.** One process in rnmd's namespace (`Benchmarks/dockerwatch.py`: single-threaded, SCHED_FIFO)")
+    add("follows the engine's `/events` stream on the Docker socket, as the plugin does, and the namespace's")
+    add("nftables notifications (NFNLGRP_NFTABLES); each time poll() wakes it for either, it reads CLOCK_MONOTONIC")
+    add("(and CLOCK_REALTIME). The latency runs from that process receiving the container's `start` event to it")
+    add("receiving the NEWSETELEM notification that carries the container's address in `containers_v4`: both ends")
+    add("on one clock, in one process. The second row starts instead at the event's own `timeNano` (the engine's")
+    add("CLOCK_REALTIME when it logged the event), against the notification's CLOCK_REALTIME reading; the engine")
+    sd = p["start_delivery"]
+    add(f"delivered the `start` events {sd['p50_ms']:.2f} ms (p50; max {sd['max_ms']:.2f} ms) after their `timeNano`. "
+        "Removal likewise: `die` → DELSETELEM.")
+    add("")
+    add("| path | samples | p50 | p90 | p99 | max | missed |")
+    add("|---|---:|---:|---:|---:|---:|---:|")
+    for label, k, missed in (("`start` received → address in the set (NEWSETELEM)", "start", p["start"]["missed"]),
+                             ("`start` timeNano → address in the set", "start_from_time_nano", None),
+                             ("`die` received → address removed (DELSETELEM)", "die", p["die"]["missed"]),
+                             ("`die` timeNano → address removed", "die_from_time_nano", None)):
+        x = p[k]
+        add(f"| {label} | {x['n']} | {x['p50_ms']:.2f} ms | {x['p90_ms']:.2f} ms | {x['p99_ms']:.2f} ms | "
+            f"{x['max_ms']:.2f} ms | {'' if missed is None else missed} |")
+    add("")
+    s = p["start"]
+    add(f"Target p50 ≤ 50 ms (`start` → address in the kernel set): {verdict(s['n'] > 0 and s['p50_ms'] <= 50 and s['missed'] == 0)}.")
+    add(f"After the starts, addresses missing from the set: {p['missing_after_starts']}; after the removals, addresses")
+    add(f"left in it: {p['stale_after_removal']}."
+        + (f" In {s['negative']} of the {s['n']} starts the address was in the set before the listener had the `start`"
+           " event: the plugin's inspect for `connect` is answered as the start completes, and can win that race."
+           if s["negative"] else ""))
+    add("")
+    c, call, cs = p["commit"], p["start_call"], p["connect_to_start"]
+    add(f"Where the time goes: rnmd commits each change as a one-element transaction ({c['p50_ms']:.2f} ms p50, {c['n']}")
+    add("commits, its debug log's `committed took_us`); the rest is the plugin's inspect of the container")
+    add("(`GET /containers/ID/json`, a new connection per request), which it makes on every container or network")
+    add("event, and the event's way to it. The engine's own start precedes the measured window: its `POST /start`")
+    add(f"took {call['p50_ms']:.0f} ms (p50), and its network `connect` event came {cs['p50_ms']:.0f} ms (p50) before the `start`")
+    add("event. dockerd answers an inspect of a container only between its own operations on it (it holds the")
+    add("container's lock while it starts it, and while it cleans up after `die`), so the inspect the plugin makes")
+    add("for `connect` already waits for the start to finish.")
+    dd, de = p.get("die_to_disconnect"), p.get("disconnect_to_element")
+    if dd and de and dd["n"]:
+        add("")
+        add("Removal is slower, and that is the inspect, not the commit: the engine logs `die` before it releases")
+        add(f"the container's network (its `disconnect` event came {dd['p50_ms']:.0f} ms (p50) after `die`), and the element goes")
+        add(f"{de['p50_ms']:.2f} ms (p50) after that `disconnect`, once the plugin's inspect is answered. As the plugin handles")
+        add("events one at a time, such a wait (a whole start, for `connect`) also delays every event queued behind")
+        add("it, for other containers too; this benchmark starts and removes one container at a time, so it does")
+        add("not show that.")
+    add("")
+
+
 def write_markdown(path, m, r, args):
     L = []
     add = L.append
@@ -1028,6 +1358,8 @@ def write_markdown(path, m, r, args):
     add("")
     if "plugins" in r:
         write_plugins_markdown(add, r["plugins"])
+    if "docker" in r:
+        write_docker_markdown(add, r["docker"])
     add("## Bulk load")
     add("")
     b = r["bulk"]
@@ -1094,11 +1426,17 @@ def main():
     ap.add_argument("--plugin-pace-us", type=int, default=5000)
     ap.add_argument("--plugin-adds", type=int, default=200_000, help="plugins: addresses added per throughput run")
     ap.add_argument("--plugin-runs", type=int, default=3, help="plugins: throughput runs per batch size")
-    ap.add_argument("--only", default="latency,storm,resync,bulk,swap,drift,plugins,footprint")
+    ap.add_argument("--docker-plugin", help="docker: the plugin (default: librnm-docker.so next to --rnmd)")
+    ap.add_argument("--docker-engine", choices=("auto", "host", "own"), default="auto",
+                    help="docker: the engine on /var/run/docker.sock (host), a dockerd of its own (own), or host if it answers")
+    ap.add_argument("--docker-containers", type=int, default=100, help="docker: containers started (then removed)")
+    ap.add_argument("--docker-pace-ms", type=int, default=200, help="docker: pause after each container's element")
+    ap.add_argument("--only", default="latency,storm,resync,bulk,swap,drift,plugins,docker,footprint")
     ap.add_argument("--render", action="store_true", help="only rewrite the markdown from docs/benchmarks.json")
     ap.add_argument("--merge", action="store_true",
                     help="re-measure only the --only parts; keep the others from the existing docs/benchmarks.json")
     args = ap.parse_args()
+    args.docker_plugin = args.docker_plugin or os.path.join(os.path.dirname(args.rnmd), "librnm-docker.so")
     if os.geteuid() != 0:
         sys.exit("benchmarks need root (network namespaces, nftables)")
     if args.render:
@@ -1117,7 +1455,7 @@ def main():
         print(f"== {name}", flush=True)
         globals()[f"bench_{name}"](args, results)
         print(json.dumps(results.get(name), indent=None)[:400], f"({time.monotonic() - t0:.0f} s)", flush=True)
-    if args.merge or set(args.only.split(",")) >= {"latency", "storm", "resync", "bulk", "swap", "drift", "plugins", "footprint"}:
+    if args.merge or set(args.only.split(",")) >= {"latency", "storm", "resync", "bulk", "swap", "drift", "plugins", "docker", "footprint"}:
         write_markdown(args.out, machine(), results, args)
         print(f"wrote {args.out}")
 
