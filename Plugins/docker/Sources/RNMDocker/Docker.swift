@@ -96,16 +96,31 @@ public enum Docker {
             }
         }
 
-        /// Whether the container's addresses or presence may have changed. Health checks, exec and the like
-        /// do not.
-        public var mayChangeAddresses: Bool {
+        /// What an event means for the container's addresses.
+        public enum Effect: Equatable, Sendable {
+            /// It is no longer running: its addresses go, no need to ask Docker (which would answer only
+            /// once the container's cleanup is done, tens of milliseconds later).
+            case gone
+            /// It may have started or changed: inspect it.
+            case refresh
+            /// A network was connected or disconnected: inspect it if it is running (while it starts, its
+            /// `start` event follows and covers every network).
+            case network
+            /// Nothing that touches addresses (exec, health checks, kill signals, pause...).
+            case none
+        }
+
+        public var effect: Effect {
             switch type {
             case "container":
                 // "exec_start: sh", "health_status: healthy": the action's first word.
-                let verb = action.split(separator: ":").first.map(String.init) ?? action
-                return ["start", "restart", "die", "stop", "kill", "destroy", "rename", "pause", "unpause", "oom"].contains(verb)
-            case "network": return action == "connect" || action == "disconnect"
-            default: return false
+                switch action.split(separator: ":").first.map(String.init) ?? action {
+                case "die", "destroy": return .gone
+                case "start", "restart", "rename": return .refresh
+                default: return .none
+                }
+            case "network": return action == "connect" || action == "disconnect" ? .network : .none
+            default: return .none
             }
         }
     }

@@ -189,6 +189,9 @@ public struct ContainerTracker: Sendable {
 
     public var containerCount: Int { byContainer.count }
 
+    /// Whether the container is known to be running.
+    public func isTracked(_ id: String) -> Bool { byContainer[id] != nil }
+
     /// Every (set, address) the current containers contribute.
     public var members: Set<Membership> { Set(counts.keys) }
 

@@ -165,8 +165,16 @@ final class DockerPlugin: @unchecked Sendable {
                 log(RNM_LOG_WARNING, "malformed event ignored (\(line.count) bytes)")
                 return
             }
-            guard event.mayChangeAddresses, let id = event.container, Self.isContainerID(id) else { return }
-            let c = try inspect(client, id)
+            guard let id = event.container, Self.isContainerID(id) else { return }
+            let c: Docker.Inspect?
+            switch event.effect {
+            case .none: return
+            case .gone: c = nil
+            case .refresh: c = try inspect(client, id)
+            case .network:
+                guard tracker.isTracked(id) else { return }
+                c = try inspect(client, id)
+            }
             let change = tracker.update(id, c)
             noteRefused(change.refused, container: id)
             try apply(added: change.added, removed: change.removed)

@@ -186,11 +186,13 @@ import Testing
 
     @Test func events_decodeAndNameTheirContainer() throws {
         let start = try Docker.decode(Docker.Event.self, Array(#"{"status":"start","id":"abc","Type":"container","Action":"start","Actor":{"ID":"abc","Attributes":{"name":"x"}},"time":1}"#.utf8))
-        #expect(start.container == "abc" && start.mayChangeAddresses)
+        #expect(start.container == "abc" && start.effect == .refresh)
         let connect = try Docker.decode(Docker.Event.self, Array(#"{"Type":"network","Action":"connect","Actor":{"ID":"n1","Attributes":{"container":"def","name":"v6net"}}}"#.utf8))
-        #expect(connect.container == "def" && connect.mayChangeAddresses)
+        #expect(connect.container == "def" && connect.effect == .network)
+        let die = try Docker.decode(Docker.Event.self, Array(#"{"Type":"container","Action":"die","Actor":{"ID":"abc","Attributes":{"exitCode":"137"}}}"#.utf8))
+        #expect(die.effect == .gone)
         let health = try Docker.decode(Docker.Event.self, Array(#"{"Type":"container","Action":"health_status: healthy","Actor":{"ID":"abc"}}"#.utf8))
-        #expect(!health.mayChangeAddresses)
+        #expect(health.effect == .none)
         #expect(Docker.eventsPath(since: "1.5") == "/events?since=1.5&filters=%7B%22type%22%3A%5B%22container%22%2C%22network%22%5D%7D")
     }
 
