@@ -5,6 +5,8 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from rnmtest import RNMD, Daemon, NetNS, NftMonitor  # noqa: E402
+# The real Docker engine (session) and per-test Docker bookkeeping; used only by the tests that ask for them.
+from dockerenv import docker_engine, docker_env  # noqa: E402,F401
 
 
 def pytest_configure(config):

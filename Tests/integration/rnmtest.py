@@ -191,10 +191,11 @@ def diff_sets(want, have):
 def assert_converged(ns, daemon, timeout=10.0, template_sets=(), extra=None):
     """The oracle: after the events stop, sets == f(kernel addresses, config). 0 stale, 0 missing.
     `template_sets`: sets a rule template declares (not rnm's to fill). `extra`: {set: elements} that other
-    owners (plugins) contribute."""
+    owners (plugins) contribute, or a function returning it (called anew on every round, for owners whose truth
+    is read from elsewhere, e.g. Docker)."""
     deadline = time.monotonic() + timeout
     while True:
-        want = expected_sets(ns, daemon.config, extra)
+        want = expected_sets(ns, daemon.config, extra() if callable(extra) else extra)
         have = ns.table_sets(daemon.table)
         if have is not None:
             have = {k: v for k, v in have.items() if k not in template_sets}
