@@ -85,7 +85,8 @@ public struct DockerConfig: Equatable, Sendable {
         return u.allSatisfy { ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x5F }
     }
 
-    /// Quoted with control characters escaped and the length capped: for messages about outside text.
+    /// Quoted with control characters escaped (`\n`, `\t`, `\xHH`, as rnmd escapes its own log text) and
+    /// the length capped: for messages about outside text.
     public static func quoted(_ s: String, max: Int = 64) -> String {
         var out = "\""
         for (i, u) in s.unicodeScalars.enumerated() {
@@ -96,8 +97,15 @@ public struct DockerConfig: Equatable, Sendable {
             switch u {
             case "\"": out += "\\\""
             case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\t": out += "\\t"
             default:
-                if u.value < 0x20 || u.value == 0x7F { out += "\\x" + String(u.value, radix: 16) } else { out.unicodeScalars.append(u) }
+                if u.value < 0x20 || u.value == 0x7F {
+                    let hex = String(u.value, radix: 16)
+                    out += "\\x" + (hex.count < 2 ? "0" + hex : hex)
+                } else {
+                    out.unicodeScalars.append(u)
+                }
             }
         }
         return out + "\""

@@ -85,6 +85,12 @@ import Testing
         Result { () throws(DockerConfig.Problem) in try DockerConfig.parse(Array(s.utf8)) }
     }
 
+    @Test func quoted_escapesLikeTheHost() {
+        #expect(DockerConfig.quoted("a\nb\u{1b}[31m\"\\") == #""a\nb\x1b[31m\"\\""#)
+        #expect(DockerConfig.quoted("x\u{7}", max: 64) == #""x\x07""#)
+        #expect(DockerConfig.quoted(String(repeating: "y", count: 100), max: 3) == "\"yyy…\"")
+    }
+
     @Test func validConfig_decodes() throws {
         let c = try Self.parse(#"{"socket":"/run/d.sock","rules":[{"label":"rnm.set","sets_from_label_value":true},{"label":"app","value":"web","set_v4":"web_v4"},{"network":"bridge","set_v4":"c_v4","set_v6":"c_v6"}]}"#).get()
         #expect(c.socket == "/run/d.sock")
