@@ -1,20 +1,24 @@
 """Plugins against a real daemon in a namespace: the C and Swift examples built out of tree, every refusal
 (descriptor, ABI, file permissions, lifecycle failures and hangs), withdrawal of exactly a plugin's own
-elements, reloads that touch only the changed plugin, ABI compatibility both ways, and a hostile plugin
-flooding the host. Each test ends with the convergence oracle where sets are involved.
+elements, reloads that touch only the changed plugin, ABI compatibility both ways, a hostile plugin
+flooding the host, and the asynchronous host's promises: restarts without a gap, restarts that fail, slow and
+hanging lifecycle calls that hold nothing up, transitional states, SIGTERM in the middle of a start. Each test
+ends with the convergence oracle where sets are involved.
 
 The test plugins are compiled with cc from Tests/integration/plugins/ into temporary directories, once per
 session; the header comes through pkg-config (pkg-files/pkgconfig/rnm-plugin.pc) as a plugin author's would.
 """
+import datetime
 import json
 import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 
 import pytest
-from rnmtest import RNMCTL, RNMD, ROOT, assert_converged
+from rnmtest import RNMCTL, RNMD, ROOT, assert_converged, normalise
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PLUGIN_SOURCES = os.path.join(HERE, "plugins")
@@ -949,3 +953,489 @@ def test_a_plugin_that_ignores_stop_is_cut_off_and_withdrawn(ns, daemons, built,
     assert kernel_elements(ns, "flood_v4") == set()
     assert plugin(d, "good")["starts"] == 1
     assert_serving(d)
+
+
+# --- The asynchronous host: restarts without a gap, slow plugins, transitional states -------------------
+
+def element_events(m, set_name, since=0, table=TABLE):
+    """(op, element) for every element an `nft monitor` saw added to or deleted from a set, after line
+    `since`; a flush of the set or a deletion of the table shows as ("flush", "*")."""
+    out = []
+    with m.lock:
+        lines = list(m.lines[since:])
+    for line in lines:
+        words = line.split()
+        if words[:5] in (["flush", "set", "inet", table, set_name], ["delete", "set", "inet", table, set_name]) \
+                or words[:4] in (["delete", "table", "inet", table], ["flush", "table", "inet", table]):
+            out.append(("flush", "*"))
+        elif len(words) > 5 and words[1] == "element" and words[2:5] == ["inet", table, set_name] \
+                and words[0] in ("add", "delete"):
+            body = line[line.index("{") + 1:line.rindex("}")]
+            for e in body.split(","):
+                e = e.strip().split()[0] if e.strip() else ""
+                if e:
+                    out.append((words[0], normalise(e)))
+    return out
+
+
+def monitor_mark(m):
+    with m.lock:
+        return len(m.lines)
+
+
+class SetWatch:
+    """Polls a set in the kernel on a thread (as fast as `nft -j list set` goes) and records every sample in
+    which an element was missing, and how many samples it took."""
+
+    def __init__(self, ns, set_name, elements):
+        self.ns, self.set_name, self.elements = ns, set_name, set(elements)
+        self.samples, self.missing = 0, []
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+        self.thread.start()
+
+    def _poll(self):
+        while not self.stopping.is_set():
+            have = (self.ns.table_sets(TABLE) or {}).get(self.set_name, set())
+            self.samples += 1
+            if self.elements - have:
+                self.missing.append((time.monotonic(), sorted(self.elements - have)))
+
+    def stop(self):
+        self.stopping.set()
+        self.thread.join(timeout=10)
+        return self.missing
+
+
+def timed(f, *args, **kw):
+    t0 = time.monotonic()
+    r = f(*args, **kw)
+    return r, time.monotonic() - t0
+
+
+def observe_states(d, name, until, timeout=15.0):
+    """Polls `plugins list --json`; returns the distinct states plugin `name` went through (in order) until
+    `until(plugin)` holds."""
+    seen = []
+    deadline = time.monotonic() + timeout
+    while True:
+        p = plugin(d, name)
+        state = p["state"] if p else None
+        if not seen or seen[-1] != state:
+            seen.append(state)
+        if p is not None and until(p):
+            return seen
+        assert time.monotonic() < deadline, f"{name}: states {seen}; never reached the end\n{d.log_tail()}"
+        d.assert_alive()
+        time.sleep(0.02)
+
+
+def monitor_transactions(m, since=0):
+    """The lines an `nft monitor` printed after line `since`, one list per transaction."""
+    with m.lock:
+        lines = list(m.lines[since:])
+    out, current = [], []
+    for line in lines:
+        if line.startswith("# new generation"):
+            out.append(current)
+            current = []
+        else:
+            current.append(line)
+    return out
+
+
+def wall_seconds(rfc3339):
+    """`since` as seconds since the epoch."""
+    return datetime.datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
+
+
+NO_GAP_CASES = {
+    # case: (set, X, only the old instance's, only the new one's, X as the kernel's coverage, ms the old
+    # instance's stop() and the new one's start() take)
+    "plain_quick": ("plain_v4", "192.0.2.10", "192.0.2.11", "192.0.2.12", "192.0.2.10", 0),
+    "plain_slow": ("plain_v4", "192.0.2.10", "192.0.2.11", "192.0.2.12", "192.0.2.10", 800),
+    "interval_quick": ("allow_v4", "10.1.0.0/16", "192.0.2.11", "192.0.2.13", "10.1.0.0-10.1.255.255", 0),
+}
+
+
+@pytest.mark.parametrize("case", list(NO_GAP_CASES))
+def test_a_restart_that_recontributes_in_start_leaves_no_gap(ns, daemons, built, monitor_factory, tmp_path, case):
+    """A plugin without reconfigure is restarted by a `config:` change; its new instance contributes X again
+    from start(). X never leaves the kernel (no delete of it in `nft monitor`, and a poller never misses it),
+    the old instance's elements stay while it stops and the new one starts (also across a commit for an
+    address change meanwhile), and what only the old one had goes after."""
+    set_name, x, old_only, new_only, x_coverage, slow_ms = NO_GAP_CASES[case]
+    make_links(ns)
+    trace = str(tmp_path / "trace")
+    first = entry("p", built["probe"], sets=[set_name],
+                  cfg=probe_cfg("p", [x, old_only], set_name, in_start=True, trace=trace, sleep_stop_ms=slow_ms))
+    d = daemons(ns, config([first]))
+    wait_count(d, "p", set_name, 2)
+    assert_converged(ns, d, extra={set_name: [x, old_only]})
+    m = monitor_factory(ns)
+    mark = monitor_mark(m)
+    watch = SetWatch(ns, set_name, [x_coverage])
+    second = entry("p", built["probe"], sets=[set_name],
+                   cfg=probe_cfg("p", [x, new_only], set_name, in_start=True, trace=trace, sleep_start_ms=slow_ms))
+    r = reload(d, config([second]))
+    assert r.returncode == 0, r.stderr
+    if slow_ms:
+        # While the old instance stops and the new one starts, the old instance's elements are all still
+        # there, also after a commit for something else.
+        seen = [plugin(d, "p")["state"]]
+        assert kernel_elements(ns, set_name) == {x, old_only}, seen
+        assert address_latency(ns, "198.51.100.9", timeout=2) < 0.5
+        p = wait_plugin(d, "p", state="starting", timeout=2)
+        assert kernel_elements(ns, set_name) == {x, old_only}, p
+        assert seen == ["stopping"], seen
+    wait_plugin(d, "p", state="running", starts=2)
+    assert_converged(ns, d, extra={set_name: [x, new_only]})
+    # Let a late commit show up in the monitor before judging.
+    assert m.wait_for(lambda ls: any(f"delete element inet {TABLE} {set_name}" in l for l in ls[mark:]), 5), \
+        m.lines[mark:]
+    time.sleep(0.3)
+    missing = watch.stop()
+    events = element_events(m, set_name, since=mark)
+    print(f"restart ({case}): {watch.samples} samples of the set, events {events}")
+    assert lifecycle(trace, "p") == ["create", "start", "stop", "destroy", "create", "start"]
+    assert read_trace(trace, "p")[-1] == "applied 0"
+    assert ("flush", "*") not in events, events
+    assert ("delete", x) not in events, f"{x} was deleted during the restart: {events}"
+    assert ("delete", old_only) in events and ("add", new_only) in events, events
+    assert watch.samples > 3 and missing == [], f"{x} was missing from the kernel in {len(missing)} of " \
+                                                 f"{watch.samples} samples"
+    assert kernel_elements(ns, set_name) == {x, new_only}
+    assert plugin(d, "p")["sets"] == [{"name": set_name, "elements": 2}]
+
+
+RESTART_FAILURES = {
+    # case: (the old instance's extra config, the new entry's variant, its extra config, state, error, starts)
+    "create_fails": ({}, "probe", {"fail_create": "probe: the new token is bad"}, "failed",
+                     "create failed (-22): probe: the new token is bad", 1),
+    "start_fails": ({}, "probe", {"fail_start": True}, "failed", "start failed", 2),
+    "refused": ({}, "missing", {}, "refused", "No such file", 1),
+    "create_hangs": ({}, "probe", {"hang": "create"}, "hung", "create did not return within", 1),
+    "old_stop_hangs": ({"hang": "stop"}, "probe", {"hang": "stop", "log": "v2"}, "hung", "stop did not return within", 1),
+}
+
+
+@pytest.mark.parametrize("case", list(RESTART_FAILURES))
+def test_a_restart_whose_new_instance_fails_withdraws_the_old_elements(ns, daemons, built, monitor_factory, case):
+    """The new instance fails, is refused or hangs until the watchdog abandons it (or the old one hangs in
+    stop): the old instance's elements are withdrawn then, except those other owners hold too (another
+    plugin, a manual entry, the config). Until then they stay."""
+    old_extra, variant, new_extra, state, error, starts = RESTART_FAILURES[case]
+    make_links(ns)
+    shared_plugin, shared_manual, shared_config, own = "192.0.2.20", "192.0.2.21", "192.0.2.22", "192.0.2.23"
+    sets = [s if s["name"] != "plain_v4" else dict(s, elements=[shared_config]) for s in SETS]
+    addrs = [shared_plugin, shared_manual, shared_config, own]
+    other = entry("other", built["probe"], sets=["plain_v4"], cfg=probe_cfg("other", [shared_plugin], "plain_v4"))
+    a = entry("a", built["probe"], sets=["plain_v4"], cfg=probe_cfg("a", addrs, "plain_v4", **old_extra))
+    d = daemons(ns, config([a, other], sets=sets))
+    wait_count(d, "a", "plain_v4", 4)
+    wait_count(d, "other", "plain_v4", 1)
+    d.ctl("set", "add", "plain_v4", shared_manual, check=True)
+    assert_converged(ns, d, extra={"plain_v4": addrs + [shared_plugin]})
+    m = monitor_factory(ns)
+    mark = monitor_mark(m)
+    r = reload(d, config([entry("a", built[variant], sets=["plain_v4"], cfg=probe_cfg("a", addrs, "plain_v4", **new_extra)),
+                          other], sets=sets))
+    assert r.returncode == 0, r.stderr
+    if state == "hung":
+        time.sleep(1)
+        p = plugin(d, "a")
+        assert p["state"] == ("stopping" if case == "old_stop_hangs" else "starting"), p
+        assert kernel_elements(ns, "plain_v4") == set(addrs), "withdrawn before the instance was abandoned"
+    p = wait_plugin(d, "a", state=state, timeout=10)
+    assert error in p["last_error"], p
+    assert p["starts"] == starts, p
+    assert_converged(ns, d, extra={"plain_v4": [shared_plugin]})
+    assert kernel_elements(ns, "plain_v4") == {shared_plugin, shared_manual, shared_config}
+    assert set_count(plugin(d, "a"), "plain_v4") in (0, None)
+    o = plugin(d, "other")
+    assert o["state"] == "running" and o["starts"] == 1 and set_count(o, "plain_v4") == 1
+    assert m.wait_for(lambda ls: any(f"delete element inet {TABLE} plain_v4" in l for l in ls[mark:]), 5)
+    time.sleep(0.3)
+    events = element_events(m, "plain_v4", since=mark)
+    assert events == [("delete", own)], events
+    assert "plugin a: withdrew its 4 elements" in d.log_text(), d.log_tail()
+    assert_serving(d)
+
+
+def test_a_slow_start_holds_up_neither_addresses_nor_the_control_socket(ns, daemons, built):
+    """start() takes 2 s (legal: within the watchdog). Meanwhile the reload has answered (the plugin
+    "starting"), an address change reaches its zone set at once, ping and status answer at once; then the
+    plugin runs and its elements are in the kernel."""
+    make_links(ns)
+    fast = entry("fast", built["probe"], cfg=probe_cfg("fast", ["192.0.2.30"]))
+    d = daemons(ns, config([fast]))
+    wait_count(d, "fast", "allow_v4", 1)
+    slow = entry("slow", built["probe"], cfg=probe_cfg("slow", ["192.0.2.32"], sleep_start_ms=2000))
+    d.write_config(config([fast, slow]))
+    t0 = time.monotonic()
+    r, took_reload = timed(d.ctl, "--json", "reload")
+    assert r.returncode == 0, r.stderr
+    answered = {p["name"]: p["state"] for p in result_of(r.stdout)["plugins"]}
+    took_address = address_latency(ns, "198.51.100.9", timeout=5)
+    ping, took_ping = timed(d.ctl, "ping")
+    st, took_status = timed(d.ctl, "--json", "status")
+    during = plugin(d, "slow")
+    elapsed = time.monotonic() - t0
+    print(f"during a 2 s start: reload answered in {took_reload:.2f}s, an address reached the set in "
+          f"{took_address:.2f}s, ping {took_ping:.2f}s, status {took_status:.2f}s (all within {elapsed:.2f}s)")
+    assert elapsed < 1.9, f"the measurements took {elapsed:.2f}s: they did not all fall within the slow start"
+    assert during["state"] == "starting", during
+    assert answered == {"fast": "running", "slow": "starting"}, answered
+    assert took_reload < 0.5, f"reload answered after {took_reload:.2f}s while a plugin started"
+    assert took_address < 0.5, f"an address change took {took_address:.2f}s while a plugin started"
+    assert ping.returncode == 0 and took_ping < 0.5, f"ping took {took_ping:.2f}s"
+    assert st.returncode == 0 and took_status < 0.5, f"status took {took_status:.2f}s"
+    assert {"name": "slow", "state": "starting", "health": None} in short(result_of(st.stdout)["plugins"])
+    p = wait_count(d, "slow", "allow_v4", 1, timeout=10)
+    assert p["state"] == "running" and p["starts"] == 1 and p["last_error"] is None
+    assert time.monotonic() - t0 > 1.9, "the plugin was running before its start() returned"
+    assert kernel_elements(ns, "allow_v4") == {"192.0.2.30", "192.0.2.32"}
+    assert plugin(d, "fast")["starts"] == 1
+    assert_converged(ns, d, extra={"allow_v4": ["192.0.2.30", "192.0.2.32"]})
+
+
+def test_transitional_states_are_listed(ns, daemons, built):
+    """starting (at daemon start and on a restart), reconfiguring and stopping show in `plugins list` and
+    `status` while the call runs; the contribution stays in the kernel during a slow reconfigure."""
+    make_links(ns)
+    d = daemons(ns, config([entry("slow", built["probe_reconf"], cfg=probe_cfg("slow", ["192.0.2.40"], sleep_start_ms=1000))]))
+    # The first convergence did not wait for the plugin: it is still starting.
+    assert plugin(d, "slow")["state"] == "starting"
+    assert {"name": "slow", "state": "starting", "health": None} in short(assert_serving(d)["plugins"])
+    assert observe_states(d, "slow", lambda p: p["state"] == "running")[-2:] == ["starting", "running"]
+    wait_count(d, "slow", "allow_v4", 1)
+
+    # A slow reconfigure: "reconfiguring", the contribution unchanged meanwhile, then the new one.
+    r = reload(d, config([entry("slow", built["probe_reconf"],
+                                cfg=probe_cfg("slow", ["192.0.2.41"], sleep_start_ms=1000, sleep_reconfigure_ms=1000))]))
+    assert r.returncode == 0, r.stderr
+    p = wait_plugin(d, "slow", state="reconfiguring", timeout=1)
+    assert kernel_elements(ns, "allow_v4") == {"192.0.2.40"}
+    assert {"name": "slow", "state": "reconfiguring", "health": "ok"} in short(assert_serving(d)["plugins"]), p
+    seen = observe_states(d, "slow", lambda p: p["state"] == "running" and set_count(p, "allow_v4") == 1
+                          and "192.0.2.41" in kernel_elements(ns, "allow_v4"))
+    assert seen == ["reconfiguring", "running"], seen
+    assert plugin(d, "slow")["starts"] == 1
+    assert_converged(ns, d, extra={"allow_v4": ["192.0.2.41"]})
+
+    # A restart (the path changed) with a slow stop and a slow start: stopping, then starting, then running.
+    # (First taken in place by reconfigure, so that the running instance's stop is the slow one.)
+    cfg = probe_cfg("slow", ["192.0.2.42"], sleep_start_ms=1000, sleep_stop_ms=1000)
+    assert reload(d, config([entry("slow", built["probe_reconf"], cfg=cfg)])).returncode == 0
+    wait_plugin(d, "slow", state="running")
+    assert reload(d, config([entry("slow", built["probe"], cfg=cfg)])).returncode == 0
+    seen = observe_states(d, "slow", lambda p: p["state"] == "running" and p["starts"] == 2)
+    assert seen == ["stopping", "starting", "running"], seen
+    assert_converged(ns, d, extra={"allow_v4": ["192.0.2.42"]})
+
+    # Disabled with a slow stop: "stopping", then "disabled".
+    assert reload(d, config([entry("slow", built["probe"], cfg=cfg, enabled=False)])).returncode == 0
+    seen = observe_states(d, "slow", lambda p: p["state"] == "disabled")
+    assert seen == ["stopping", "disabled"], seen
+    assert_converged(ns, d)
+
+
+def test_several_plugins_hanging_in_create_are_abandoned_together(ns, daemons, built):
+    """Three creates hang at once: each is abandoned by the watchdog about 5 s after it began, all together
+    (not one after the other: 10 and 15 s); the daemon answers and follows the network meanwhile. The first
+    look after the deadline already finds them hung (the watchdog needs nobody to wake the daemon). The
+    watchdog times each call: a plugin whose create and start take 2.8 s each (5.6 s in all) runs."""
+    make_links(ns)
+    good = entry("fine", built["probe"], cfg=probe_cfg("fine", ["192.0.2.50"]))
+    d = daemons(ns, config([good]))
+    wait_count(d, "fine", "allow_v4", 1)
+    stuck = [entry(f"stuck{i}", built["probe"], cfg=probe_cfg(f"stuck{i}", [f"192.0.2.{60 + i}"], hang="create"))
+             for i in range(3)]
+    slowpoke = entry("slowpoke", built["probe"],
+                     cfg=probe_cfg("slowpoke", ["192.0.2.55"], sleep_create_ms=2800, sleep_start_ms=2800))
+    d.write_config(config([good] + stuck + [slowpoke]))
+    t0, w0 = time.monotonic(), time.time()
+    r = d.ctl("--json", "reload")
+    assert r.returncode == 0, r.stderr
+    assert {p["name"]: p["state"] for p in result_of(r.stdout)["plugins"]} == \
+        {"fine": "running", "stuck0": "starting", "stuck1": "starting", "stuck2": "starting", "slowpoke": "starting"}
+    # Twice during the hang: the daemon answers and takes an address change at once.
+    latencies = []
+    for i, at in enumerate((1.0, 2.5)):
+        time.sleep(max(0.0, t0 + at - time.monotonic()))
+        _, took_ping = timed(d.ctl, "ping", check=True)
+        st, took_status = timed(d.ctl, "--json", "status", check=True)
+        took_address = address_latency(ns, f"198.51.100.{20 + i}", timeout=5)
+        latencies.append((took_ping, took_status, took_address))
+        assert [p["state"] for p in result_of(st.stdout)["plugins"]] == ["running"] + ["starting"] * 4
+    time.sleep(max(0.0, t0 + 6.5 - time.monotonic()))
+    listed = {p["name"]: p for p in plugin_list(d)}
+    hung_at = {n: round(wall_seconds(p["since"]) - w0, 3) for n, p in listed.items() if n.startswith("stuck")}
+    running_at = round(wall_seconds(listed["slowpoke"]["since"]) - w0, 3)
+    print(f"hung after {hung_at}, slowpoke running after {running_at} (s after the reload); while they hung "
+          f"(ping, status, address): "
+          f"{[tuple(round(x, 2) for x in l) for l in latencies]}")
+    for took_ping, took_status, took_address in latencies:
+        assert took_ping < 0.5 and took_status < 0.5 and took_address < 0.5, latencies
+    assert {n: p["state"] for n, p in listed.items()} == \
+        {"fine": "running", "stuck0": "hung", "stuck1": "hung", "stuck2": "hung", "slowpoke": "running"}, d.log_tail()
+    assert min(hung_at.values()) > 4.9, f"abandoned before the 5 s watchdog: {hung_at}"
+    assert max(hung_at.values()) < 6.0, f"abandoned late: {hung_at}"
+    assert max(hung_at.values()) - min(hung_at.values()) < 0.5, f"not abandoned together: {hung_at}"
+    for s in stuck:
+        p = listed[s["name"]]
+        assert "create did not return within" in p["last_error"], p
+        assert set_count(p, "allow_v4") in (0, None)
+    assert d.count_log("hung: create did not return within") == 3
+    assert listed["fine"]["starts"] == 1
+    assert listed["slowpoke"]["starts"] == 1 and listed["slowpoke"]["last_error"] is None and running_at > 5.5
+    wait_count(d, "slowpoke", "allow_v4", 1)
+    assert_serving(d)
+    assert_converged(ns, d, extra={"allow_v4": ["192.0.2.50", "192.0.2.55"]})
+    code, took = d.stop(timeout=2)
+    assert code == 0 and took < 2.0, f"SIGTERM took {took:.2f}s with three threads stuck in create"
+
+
+def test_many_plugins_starting_and_stopping_at_once_are_never_abandoned_early(ns, daemons, built):
+    """150 plugins start at once (create and start taking a few ms each), then are removed at once; three
+    rounds. No call is anywhere near the 5 s watchdog, so none may end "hung": a call that begins while the
+    reconciler checks the watchdogs must not count as overdue."""
+    make_links(ns)
+    d = daemons(ns, config([]))
+    n = 150
+
+    def settle(t0, done):
+        while True:
+            listed = plugin_list(d)
+            hung = [(p["name"], p["last_error"]) for p in listed if p["state"] == "hung"]
+            assert not hung, f"{len(hung)} of {n} abandoned {time.monotonic() - t0:.2f}s after the reload " \
+                             f"(no call took more than 50 ms): {hung[:3]}"
+            if done(listed):
+                return
+            assert time.monotonic() - t0 < 15, [(p["name"], p["state"]) for p in listed if not done([p])]
+            time.sleep(0.05)
+
+    for r in range(3):
+        addresses = [f"10.{r}.{i}.1" for i in range(n)]
+        plugins = [entry(f"p{i}", built["probe"], sets=["plain_v4"],
+                         cfg=probe_cfg(f"p{i}", [addresses[i]], "plain_v4", sleep_create_ms=i * 7 % 50,
+                                       sleep_start_ms=i * 3 % 50, sleep_stop_ms=i * 5 % 30))
+                   for i in range(n)]
+        t0 = time.monotonic()
+        assert reload(d, config(plugins)).returncode == 0
+        settle(t0, lambda listed: len(listed) == n and all(p["state"] == "running" for p in listed))
+        assert_converged(ns, d, extra={"plain_v4": addresses})
+        t0 = time.monotonic()
+        assert reload(d, config([])).returncode == 0
+        settle(t0, lambda listed: listed == [])
+        assert_converged(ns, d)
+    assert "hung" not in d.log_text()
+    assert_serving(d)
+
+
+@pytest.mark.parametrize("case", ["disabled_while_starting", "removed_while_starting", "disabled_while_reconfiguring"])
+def test_a_plugin_going_away_and_back_while_its_job_runs_ends_running_with_its_elements(ns, daemons, built,
+                                                                                       tmp_path, case):
+    """While a slow start (or reconfigure) runs, a reload disables (or removes) the plugin: when the job is
+    done it is stopped, with nothing left in the kernel. And if the next reload puts it back as it was before
+    the job is done, the plugin ends running with its elements in the kernel, as after a plain start."""
+    make_links(ns)
+    trace = str(tmp_path / "trace")
+    fine = entry("fine", built["probe"], cfg=probe_cfg("fine", ["192.0.2.80"]))
+    variant = "probe_reconf" if case == "disabled_while_reconfiguring" else "probe"
+    busy = "reconfiguring" if case == "disabled_while_reconfiguring" else "starting"
+
+    def slow(address, **kw):
+        return entry("slow", built[variant], cfg=probe_cfg("slow", [address], trace=trace, sleep_start_ms=1000,
+                                                           sleep_reconfigure_ms=1000, reconfigure_ok=True), **kw)
+
+    def away(address):
+        return config([fine]) if case == "removed_while_starting" else config([fine, slow(address, enabled=False)])
+
+    def begin_job(address):
+        """A reload that makes the slow job run: a start, or (the plugin running) a reconfigure."""
+        if busy == "reconfiguring":
+            assert reload(d, config([fine, entry("slow", built[variant], cfg=probe_cfg("slow", ["192.0.2.88"]))])
+                          ).returncode == 0
+            wait_count(d, "slow", "allow_v4", 1)
+            wait_plugin(d, "slow", state="running")
+        assert reload(d, config([fine, slow(address)])).returncode == 0
+        assert plugin(d, "slow")["state"] == busy
+
+    d = daemons(ns, config([fine]))
+    wait_count(d, "fine", "allow_v4", 1)
+
+    # Away while the job runs: stopped when it is done, nothing left.
+    begin_job("192.0.2.82")
+    assert reload(d, away("192.0.2.82")).returncode == 0
+    if case == "removed_while_starting":
+        deadline = time.monotonic() + 5
+        while plugin(d, "slow") is not None:
+            assert time.monotonic() < deadline, plugin(d, "slow")
+            time.sleep(0.05)
+    else:
+        wait_plugin(d, "slow", state="disabled", timeout=5)
+    assert_converged(ns, d, extra={"allow_v4": ["192.0.2.80"]})
+    assert lifecycle(trace, "slow")[-2:] == ["stop", "destroy"]
+
+    # Away and back before the job is done: running, its elements in the kernel.
+    begin_job("192.0.2.84")
+    assert reload(d, away("192.0.2.84")).returncode == 0
+    assert reload(d, config([fine, slow("192.0.2.84")])).returncode == 0
+    p = plugin(d, "slow")
+    assert p["state"] == busy, f"the {busy} job should still run: {p}"
+    wait_plugin(d, "slow", state="running", timeout=5)
+    time.sleep(0.5)
+    p = plugin(d, "slow")
+    print(f"{case}: {json.dumps(p)}; trace {read_trace(trace, 'slow')}")
+    assert p["state"] == "running" and p["health"] == "ok", p
+    assert p["rejected_by"]["shutdown"] == 0, f"the running instance is cut off: {p}"
+    assert_converged(ns, d, extra={"allow_v4": ["192.0.2.80", "192.0.2.84"]})
+    assert set_count(plugin(d, "slow"), "allow_v4") == 1
+    assert plugin(d, "fine")["starts"] == 1
+
+
+@pytest.mark.parametrize("when", ["daemon_start", "restart"])
+def test_sigterm_while_a_plugin_starts_exits_at_once_and_leaves_the_table(ns, daemons, built, monitor_factory, when):
+    """SIGTERM while a plugin's start() sleeps 3 s: rnmd exits within 2 s, and the table stays as last
+    committed (fail-static), with another plugin's elements and, on a restart, the previous instance's. rnmd
+    started again (the plugin quick now) takes them over without a gap: they are in its first table load."""
+    make_links(ns)
+    steady = entry("steady", built["probe"], cfg=probe_cfg("steady", ["192.0.2.70"]))
+    slow_cfg = probe_cfg("slow", ["192.0.2.72"], sleep_start_ms=3000)
+    if when == "daemon_start":
+        d = daemons(ns, config([steady, entry("slow", built["probe"], cfg=slow_cfg)]))
+        wait_count(d, "steady", "allow_v4", 1)
+        expected = {"192.0.2.70"}
+    else:
+        d = daemons(ns, config([steady, entry("slow", built["probe"], cfg=probe_cfg("slow", ["192.0.2.72"]))]))
+        wait_count(d, "steady", "allow_v4", 1)
+        wait_count(d, "slow", "allow_v4", 1)
+        assert reload(d, config([steady, entry("slow", built["probe"], cfg=slow_cfg)])).returncode == 0
+        expected = {"192.0.2.70", "192.0.2.72"}  # the previous instance's, kept while the new one starts
+    assert_converged(ns, d, extra={"allow_v4": expected})
+    assert plugin(d, "slow")["state"] == "starting"
+    before = ns.table_sets(TABLE)
+    code, took = d.stop(timeout=2)
+    print(f"SIGTERM during a slow start ({when}): exit {code} after {took:.2f}s")
+    assert code == 0 and took < 2.0, f"SIGTERM took {took:.2f}s while a plugin was starting\n{d.log_tail()}"
+    assert "left as last committed" in d.log_text()
+    assert ns.table_sets(TABLE) == before
+    assert kernel_elements(ns, "allow_v4") == expected
+    assert "198.51.100.7" in before["wan_v4"]
+
+    m = monitor_factory(ns)
+    mark = monitor_mark(m)
+    d.write_config(config([steady, entry("slow", built["probe"], cfg=probe_cfg("slow", ["192.0.2.72"]))]))
+    d.start()
+    wait_count(d, "slow", "allow_v4", 1)
+    assert_converged(ns, d, extra={"allow_v4": ["192.0.2.70", "192.0.2.72"]})
+    time.sleep(0.3)
+    txs = monitor_transactions(m, mark)
+    loads = [i for i, tx in enumerate(txs) if f"add table inet {TABLE}" in tx]
+    assert len(loads) == 1, txs
+    load = txs[loads[0]]
+    for e in expected:
+        assert f"add element inet {TABLE} allow_v4 {{ {e} }}" in load, f"{e} not in the first load: {load}"
+    later = [l for tx in txs[loads[0] + 1:] for l in tx]
+    assert not any(l.startswith(f"delete element inet {TABLE} allow_v4") for l in later), later

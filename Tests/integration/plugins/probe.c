@@ -11,7 +11,12 @@
  *   "fail_create": "message"     create fails with this message
  *   "fail_start": true           start fails
  *   "fail_reconfigure": true     reconfigure fails (PROBE_RECONFIGURE builds)
+ *   "reconfigure_ok": true       reconfigure returns RNM_OK even when contributing failed (reported as health)
  *   "hang": "create" | "start" | "stop" | "reconfigure" | "destroy"   that call never returns
+ *   "sleep_create_ms", "sleep_start_ms", "sleep_reconfigure_ms", "sleep_stop_ms": 2000
+ *                                that call takes this long (slow but legal, within the host's watchdog)
+ *   "in_start": true             contribute from start() itself, before it returns (one call, no waiting),
+ *                                instead of from a thread of the plugin's own
  *
  * Variants, chosen with -D when compiling:
  *   PROBE_HEADER="path"          build against another copy of rnm_plugin.h (the frozen v1.0 one)
@@ -29,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifdef PROBE_HEADER
@@ -42,7 +48,8 @@
 
 typedef struct config {
     char tag[64], trace[512], set[64], health[16], health_message[128], log[256], fail_create[256], hang[16];
-    int replace, fail_start, fail_reconfigure;
+    int replace, fail_start, fail_reconfigure, reconfigure_ok, in_start;
+    long long sleep_create_ms, sleep_start_ms, sleep_reconfigure_ms, sleep_stop_ms;
     unsigned long long timeout_ms;
     size_t n;
     rnm_addr addrs[MAX_ADDRS];
@@ -59,6 +66,13 @@ struct rnm_instance {
 static void hang_forever(void) {
     for (;;)
         sleep(3600);
+}
+
+/* Sleeps ms milliseconds, through signals. */
+static void sleep_ms(long long ms) {
+    struct timespec left = {ms / 1000, (ms % 1000) * 1000000L};
+    while (ms > 0 && nanosleep(&left, &left) != 0) {
+    }
 }
 
 static void trace(const config *c, const char *what, int status, int with_status) {
@@ -106,6 +120,12 @@ static int parse(const rnm_host_api *api, const char *json, config *c, char *err
     c->replace = jscan_true(json, "replace");
     c->fail_start = jscan_true(json, "fail_start");
     c->fail_reconfigure = jscan_true(json, "fail_reconfigure");
+    c->in_start = jscan_true(json, "in_start");
+    c->reconfigure_ok = jscan_true(json, "reconfigure_ok");
+    c->sleep_create_ms = jscan_number(json, "sleep_create_ms", 0);
+    c->sleep_start_ms = jscan_number(json, "sleep_start_ms", 0);
+    c->sleep_reconfigure_ms = jscan_number(json, "sleep_reconfigure_ms", 0);
+    c->sleep_stop_ms = jscan_number(json, "sleep_stop_ms", 0);
     c->timeout_ms = (unsigned long long)jscan_number(json, "timeout_ms", 0);
     if (jscan_strings(json, "addresses", add_address, &ctx) < 0) {
         snprintf(err, len, "probe: bad address \"%s\"", ctx.bad);
@@ -118,15 +138,16 @@ static int parse(const rnm_host_api *api, const char *json, config *c, char *err
     return 0;
 }
 
-/* Contributes the configured addresses; a full queue took nothing, so wait and try again. */
-static rnm_status contribute(rnm_instance *p) {
+/* Contributes the configured addresses; a full queue took nothing, so wait and try again. may_wait: only on
+ * the plugin's own threads, as wait_writable requires; from start() or reconfigure() a full queue is an error. */
+static rnm_status contribute(rnm_instance *p, int may_wait) {
     rnm_status rc;
     rnm_set_change *changes;
     if (!p->cfg.set[0])
         return RNM_OK;
     if (p->cfg.replace) {
         while ((rc = p->api->set_replace(p->h, p->cfg.set, p->cfg.addrs, p->cfg.n, p->cfg.timeout_ms)) == RNM_EAGAIN
-               && p->api->wait_writable(p->h, 1000) != RNM_ESHUTDOWN) {
+               && may_wait && p->api->wait_writable(p->h, 1000) != RNM_ESHUTDOWN) {
         }
         return rc;
     }
@@ -135,7 +156,7 @@ static rnm_status contribute(rnm_instance *p) {
     for (size_t i = 0; i < p->cfg.n; i++)
         changes[i] = (rnm_set_change){.op = RNM_OP_ADD, .timeout_ms = p->cfg.timeout_ms, .addr = p->cfg.addrs[i]};
     while ((rc = p->api->set_apply(p->h, p->cfg.set, changes, p->cfg.n)) == RNM_EAGAIN
-           && p->api->wait_writable(p->h, 1000) != RNM_ESHUTDOWN) {
+           && may_wait && p->api->wait_writable(p->h, 1000) != RNM_ESHUTDOWN) {
     }
     free(changes);
     return rc;
@@ -157,7 +178,7 @@ static void report_health(rnm_instance *p, rnm_status rc) {
 
 static void *run(void *arg) {
     rnm_instance *p = arg;
-    rnm_status rc = contribute(p);
+    rnm_status rc = contribute(p, 1);
     trace(&p->cfg, "applied", rc, 1);
     report_health(p, rc);
     return NULL;
@@ -178,6 +199,7 @@ static rnm_status probe_create(const rnm_host_api *api, rnm_host *h, const char 
     p->api = api;
     p->h = h;
     trace(&p->cfg, "create", 0, 0);
+    sleep_ms(p->cfg.sleep_create_ms);
     if (strcmp(p->cfg.hang, "create") == 0)
         hang_forever();
     if (p->cfg.fail_create[0]) {
@@ -191,12 +213,19 @@ static rnm_status probe_create(const rnm_host_api *api, rnm_host *h, const char 
 
 static rnm_status probe_start(rnm_instance *p) {
     trace(&p->cfg, "start", 0, 0);
+    sleep_ms(p->cfg.sleep_start_ms);
     if (strcmp(p->cfg.hang, "start") == 0)
         hang_forever();
     if (p->cfg.fail_start)
         return RNM_EINVAL;
     if (p->cfg.log[0])
         p->api->log(p->h, RNM_LOG_NOTICE, p->cfg.log);
+    if (p->cfg.in_start) {
+        rnm_status rc = contribute(p, 0);
+        trace(&p->cfg, "applied", rc, 1);
+        report_health(p, rc);
+        return RNM_OK;
+    }
     if (pthread_create(&p->thread, NULL, run, p) != 0)
         return RNM_EINVAL;
     p->started = 1;
@@ -218,6 +247,7 @@ static rnm_status probe_reconfigure(rnm_instance *p, const char *json, char *err
         return RNM_EINVAL;
     }
     trace(next, "reconfigure", 0, 0);
+    sleep_ms(next->sleep_reconfigure_ms);
     if (strcmp(next->hang, "reconfigure") == 0)
         hang_forever();
     if (next->fail_reconfigure) {
@@ -232,10 +262,10 @@ static rnm_status probe_reconfigure(rnm_instance *p, const char *json, char *err
     p->cfg = *next;
     free(next);
     p->cfg.replace = 1;
-    rc = contribute(p);
+    rc = contribute(p, 0);
     trace(&p->cfg, "applied", rc, 1);
     report_health(p, rc);
-    return rc;
+    return p->cfg.reconfigure_ok ? RNM_OK : rc;
 }
 #define PROBE_RECONFIGURE_FN probe_reconfigure
 #else
@@ -244,6 +274,7 @@ static rnm_status probe_reconfigure(rnm_instance *p, const char *json, char *err
 
 static void probe_stop(rnm_instance *p) {
     trace(&p->cfg, "stop", 0, 0);
+    sleep_ms(p->cfg.sleep_stop_ms);
     if (strcmp(p->cfg.hang, "stop") == 0)
         hang_forever();
     join(p);
