@@ -182,6 +182,12 @@ package final class PluginHost {
             slot.loadError = nil
             slot.runningSince = .now
             set(slot, .running)
+            if slot.context?.isShutDown == true {
+                // Cut off while it started (its entry went away meanwhile): stop it; if the entry is back,
+                // the next step starts a fresh instance.
+                beginStop(slot)
+                return [.withdraw(name)]
+            }
             logger.notice(
                 "plugin \(name): running",
                 metadata: [
@@ -205,6 +211,11 @@ package final class PluginHost {
             return step(slot)
         case .reconfigured(let rc, let message):
             set(slot, .running)
+            if slot.context?.isShutDown == true {  // cut off meanwhile, as above
+                slot.reconfiguring = nil
+                beginStop(slot)
+                return [.withdraw(name)]
+            }
             if rc == RNM_OK, let r = slot.reconfiguring {
                 slot.have = r
                 slot.reconfiguring = nil
@@ -239,7 +250,8 @@ package final class PluginHost {
         for name in order {
             guard let slot = slots[name], slot.state.busy, let thread = slot.thread else { continue }
             let started = thread.callStarted
-            guard started > 0, now &- started > limit else { continue }
+            // `started` may be later than `now` (a call began after `now` was read): not overdue.
+            guard started > 0, now > started, now - started > limit else { continue }
             slot.context?.shutdown()
             slot.thread = nil  // left to the call it is stuck in
             slot.instance = nil

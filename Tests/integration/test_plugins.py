@@ -349,6 +349,10 @@ def test_disable_and_removal_withdraw_exactly_their_own_elements(ns, daemons, bu
     # Removed: gone from the list, its elements withdrawn the same way.
     assert reload(d, config(plugins[1:], sets=sets)).returncode == 0
     assert_converged(ns, d, extra={"allow_v4": b_addrs})
+    # The removed plugin is listed as "stopping" until its stop job ends (asynchronously).
+    deadline = time.monotonic() + 10
+    while [p["name"] for p in plugin_list(d)] != ["b"] and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert [p["name"] for p in plugin_list(d)] == ["b"] and plugin(d, "b")["starts"] == 1
     # b removed, and the manual entry deleted: only the config's element is left.
     assert reload(d, config([], sets=sets)).returncode == 0
