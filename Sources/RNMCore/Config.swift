@@ -34,12 +34,22 @@ public struct Config: Equatable, Sendable {
     public var pluginDir: String
     /// Plugins, in config order.
     public var plugins: [PluginConfig]
+    /// Static routes rnm applies and keeps.
+    public var routes: [RouteConfig]
+    /// IPv4/IPv6 forwarding on the configured interfaces (sysctls).
+    public var forwarding: Bool
+    /// Source NAT for traffic from one zone leaving through another.
+    public var masquerade: [MasqueradeConfig]
+    /// Port forwards (DNAT) to hosts behind a zone.
+    public var forwards: [ForwardConfig]
 
     public init(
         table: String = "rnm", interfaces: [InterfaceConfig] = [], addressPolicy: AddressPolicy = .init(),
         sets: [DeclaredSet] = [], control: ControlConfig = .init(), stateDir: String = "/var/lib/rnm",
         rules: [RuleTemplate] = [], defines: [Define] = [], auditIntervalMs: UInt64 = 60_000,
-        driftRepair: Bool = true, pluginDir: String = Config.defaultPluginDir, plugins: [PluginConfig] = []
+        driftRepair: Bool = true, pluginDir: String = Config.defaultPluginDir, plugins: [PluginConfig] = [],
+        routes: [RouteConfig] = [], forwarding: Bool = false, masquerade: [MasqueradeConfig] = [],
+        forwards: [ForwardConfig] = []
     ) {
         self.table = table
         self.interfaces = interfaces
@@ -53,6 +63,10 @@ public struct Config: Equatable, Sendable {
         self.driftRepair = driftRepair
         self.pluginDir = pluginDir
         self.plugins = plugins
+        self.routes = routes
+        self.forwarding = forwarding
+        self.masquerade = masquerade
+        self.forwards = forwards
     }
 
     public static let defaultPluginDir = "/usr/lib/rnm/plugins"
@@ -98,14 +112,82 @@ public struct InterfaceConfig: Equatable, Sendable {
     public var zone: String
     /// Addresses come from a DHCP client; rnm follows them.
     public var dhcp: Bool
-    /// Static addresses (applying them comes with the router features).
+    /// Static addresses rnm applies (with netlink) and keeps.
     public var addresses: [IPPrefix]
+    /// Remove addresses on this interface that the config does not list (except the DHCP client's and
+    /// IPv6 link-local ones).
+    public var exclusive: Bool
+    /// Bring the link up (the default); false leaves its state alone.
+    public var up: Bool
+    public var mtu: UInt32?
 
-    public init(name: String, zone: String, dhcp: Bool = false, addresses: [IPPrefix] = []) {
+    public init(
+        name: String, zone: String, dhcp: Bool = false, addresses: [IPPrefix] = [], exclusive: Bool = false,
+        up: Bool = true, mtu: UInt32? = nil
+    ) {
         self.name = name
         self.zone = zone
         self.dhcp = dhcp
         self.addresses = addresses
+        self.exclusive = exclusive
+        self.up = up
+        self.mtu = mtu
+    }
+}
+
+/// One `routes:` entry.
+public struct RouteConfig: Hashable, Sendable {
+    /// Destination; `default` is 0.0.0.0/0 or ::/0 (the family of `via`).
+    public var to: IPPrefix
+    public var via: IPAddress?
+    /// Output interface name.
+    public var dev: String?
+    public var metric: UInt32?
+    /// Routing table id (254 = main).
+    public var table: UInt32
+
+    public init(to: IPPrefix, via: IPAddress? = nil, dev: String? = nil, metric: UInt32? = nil, table: UInt32 = 254) {
+        self.to = to
+        self.via = via
+        self.dev = dev
+        self.metric = metric
+        self.table = table
+    }
+}
+
+/// One `masquerade:` entry: traffic from `from`'s interfaces leaving through `to`'s gets `to`'s address.
+public struct MasqueradeConfig: Hashable, Sendable {
+    public var from: String
+    public var to: String
+
+    public init(from: String, to: String) {
+        self.from = from
+        self.to = to
+    }
+}
+
+/// One `forwards:` entry: traffic arriving on `zone`'s interfaces for one of the zone's addresses and `port`
+/// goes to `to`:`toPort`.
+public struct ForwardConfig: Hashable, Sendable {
+    public enum Proto: String, Hashable, Sendable { case tcp, udp }
+
+    public var zone: String
+    public var proto: Proto
+    /// A port or a range (inclusive).
+    public var port: ClosedRange<UInt16>
+    public var to: IPAddress
+    /// Same length as `port`; nil: the same ports.
+    public var toPort: ClosedRange<UInt16>?
+    /// Also for clients behind another zone using the zone's address (NAT reflection).
+    public var hairpin: Bool
+
+    public init(zone: String, proto: Proto, port: ClosedRange<UInt16>, to: IPAddress, toPort: ClosedRange<UInt16>? = nil, hairpin: Bool = false) {
+        self.zone = zone
+        self.proto = proto
+        self.port = port
+        self.to = to
+        self.toPort = toPort
+        self.hairpin = hairpin
     }
 }
 

@@ -24,7 +24,7 @@ public enum ConfigDecoder {
             root, path: "",
             known: [
                 "table", "interfaces", "address_policy", "sets", "control", "state_dir", "rules", "defines",
-                "audit_interval", "drift", "plugin_dir", "plugins",
+                "audit_interval", "drift", "plugin_dir", "plugins", "routes", "forwarding", "masquerade", "forwards",
             ])
         else { return nil }
 
@@ -126,6 +126,10 @@ public enum ConfigDecoder {
             default: r.fail(d.mark, "drift", "expected repair or report, got \(YAMLNode.quoted(v))")
             }
         }
+        if let f = fields["forwarding"], let b = r.bool(f, path: "forwarding") { config.forwarding = b }
+        if let routes = fields["routes"] { config.routes = decodeRoutes(routes, r) }
+        if let m = fields["masquerade"] { config.masquerade = decodeMasquerade(m, zones: config.zones, r) }
+        if let f = fields["forwards"] { config.forwards = decodeForwards(f, config: config, r) }
         if let d = fields["plugin_dir"], let path = r.absolutePath(d, path: "plugin_dir") {
             config.pluginDir = path.count > 1 && path.hasSuffix("/") ? String(path.dropLast()) : path
         }
@@ -134,6 +138,203 @@ public enum ConfigDecoder {
         }
         return config
     }
+
+    private static func decodeRoutes(_ node: YAMLNode, _ r: NodeReader) -> [RouteConfig] {
+        if node.isNull { return [] }
+        guard let items = r.sequence(node, path: "routes") else { return [] }
+        var out: [RouteConfig] = []
+        var seen: [String: SourceMark] = [:]
+        for (i, item) in items.enumerated() {
+            let at = "routes[\(i)]"
+            guard let f = r.fields(item, path: at, known: ["to", "via", "dev", "metric", "table"]) else { continue }
+            var ok = true
+            var via: IPAddress? = nil
+            if let v = f["via"], let text = r.string(v, path: "\(at).via") {
+                if let a = IPAddress(text) { via = a } else {
+                    r.fail(v.mark, "\(at).via", "expected a gateway address, got \(YAMLNode.quoted(text))")
+                    ok = false
+                }
+            }
+            var to: IPPrefix? = nil
+            if let t = f["to"], let text = r.string(t, path: "\(at).to") {
+                if text == "default" {
+                    if let via {
+                        to = IPPrefix(address: via.family == .v4 ? .v4(IPv4Address(0)) : .v6(IPv6Address(high: 0, low: 0)), length: 0)
+                    } else {
+                        r.fail(t.mark, "\(at).to", "a default route needs `via` (it gives the family), or write 0.0.0.0/0 or ::/0 with `dev`")
+                        ok = false
+                    }
+                } else if let p = IPPrefix(text) {
+                    if p.network != p {
+                        r.fail(t.mark, "\(at).to", "\(p) has host bits set; the network is \(p.network)")
+                        ok = false
+                    } else {
+                        to = p
+                    }
+                } else {
+                    r.fail(t.mark, "\(at).to", "expected a destination prefix (e.g. 10.20.0.0/16) or `default`, got \(YAMLNode.quoted(text))")
+                    ok = false
+                }
+            } else if f["to"] == nil {
+                r.fail(item.mark, at, "missing required field `to`")
+                ok = false
+            }
+            if let to, let via, via.family != to.address.family, let v = f["via"] {
+                r.fail(v.mark, "\(at).via", "\(via) is \(via.family == .v4 ? "IPv4" : "IPv6"); the route to \(to) is \(to.address.family == .v4 ? "IPv4" : "IPv6")")
+                ok = false
+            }
+            var dev: String? = nil
+            if let d = f["dev"], let name = r.string(d, path: "\(at).dev") {
+                if let p = Names.interfaceNameProblem(name) {
+                    r.fail(d.mark, "\(at).dev", "\(p): \(YAMLNode.quoted(name))")
+                    ok = false
+                } else {
+                    dev = name
+                }
+            }
+            if via == nil && dev == nil && f["to"] != nil {
+                r.fail(item.mark, at, "a route needs `via`, `dev` or both")
+                ok = false
+            }
+            var metric: UInt32? = nil
+            if let m = f["metric"] {
+                if let v = r.integer(m, path: "\(at).metric", in: 0...Int(UInt32.max), what: "a metric") { metric = UInt32(v) } else { ok = false }
+            }
+            var table: UInt32 = 254
+            if let t = f["table"] {
+                if case .scalar("main", _) = t.kind {
+                    table = 254
+                } else if let v = r.integer(t, path: "\(at).table", in: 1...Int(UInt32.max), what: "a routing table (`main` or 1–4294967295, not 253–255)") {
+                    if (253...255).contains(v) {
+                        r.fail(t.mark, "\(at).table", "table \(v) is reserved (253 default, 254 main, 255 local); write `main` for 254")
+                        ok = false
+                    } else {
+                        table = UInt32(v)
+                    }
+                } else { ok = false }
+            }
+            guard ok, let to else { continue }
+            let identity = "\(to) table \(table) metric \(metric ?? 0)"
+            if let first = seen[identity] {
+                r.fail(item.mark, at, "route to \(to) in table \(table) with metric \(metric ?? 0) is listed twice (first at \(first))")
+                continue
+            }
+            seen[identity] = item.mark
+            out.append(RouteConfig(to: to, via: via, dev: dev, metric: metric, table: table))
+        }
+        return out
+    }
+
+    private static func decodeMasquerade(_ node: YAMLNode, zones: [String], _ r: NodeReader) -> [MasqueradeConfig] {
+        if node.isNull { return [] }
+        guard let items = r.sequence(node, path: "masquerade") else { return [] }
+        var out: [MasqueradeConfig] = []
+        for (i, item) in items.enumerated() {
+            let at = "masquerade[\(i)]"
+            guard let f = r.fields(item, path: at, known: ["from", "to"]) else { continue }
+            var pair: [String] = []
+            for key in ["from", "to"] {
+                guard let n = f[key] else {
+                    r.fail(item.mark, at, "missing required field `\(key)`")
+                    continue
+                }
+                guard let z = r.string(n, path: "\(at).\(key)") else { continue }
+                guard zones.contains(z) else {
+                    r.fail(n.mark, "\(at).\(key)", "\(YAMLNode.quoted(z)) is not a zone (zones: \(zones.joined(separator: ", ")))")
+                    continue
+                }
+                pair.append(z)
+            }
+            guard pair.count == 2 else { continue }
+            if pair[0] == pair[1] {
+                r.fail(item.mark, at, "`from` and `to` are the same zone")
+                continue
+            }
+            let m = MasqueradeConfig(from: pair[0], to: pair[1])
+            if out.contains(m) {
+                r.fail(item.mark, at, "masquerade from \(m.from) to \(m.to) is listed twice")
+                continue
+            }
+            out.append(m)
+        }
+        return out
+    }
+
+    private static func decodeForwards(_ node: YAMLNode, config: Config, _ r: NodeReader) -> [ForwardConfig] {
+        if node.isNull { return [] }
+        guard let items = r.sequence(node, path: "forwards") else { return [] }
+        var out: [(ForwardConfig, SourceMark)] = []
+        let zones = config.zones
+        for (i, item) in items.enumerated() {
+            let at = "forwards[\(i)]"
+            guard let f = r.fields(item, path: at, known: ["zone", "proto", "port", "to", "to_port", "hairpin"]) else { continue }
+            var ok = true
+            var zone = ""
+            if let z = f["zone"], let name = r.string(z, path: "\(at).zone") {
+                if zones.contains(name) { zone = name } else {
+                    r.fail(z.mark, "\(at).zone", "\(YAMLNode.quoted(name)) is not a zone (zones: \(zones.joined(separator: ", ")))")
+                    ok = false
+                }
+            } else {
+                if f["zone"] == nil { r.fail(item.mark, at, "missing required field `zone`") }
+                ok = false
+            }
+            var proto = ForwardConfig.Proto.tcp
+            if let p = f["proto"], let text = r.string(p, path: "\(at).proto") {
+                if let v = ForwardConfig.Proto(rawValue: text) { proto = v } else {
+                    r.fail(p.mark, "\(at).proto", "expected tcp or udp, got \(YAMLNode.quoted(text))")
+                    ok = false
+                }
+            }
+            var port: ClosedRange<UInt16>? = nil
+            if let p = f["port"] { port = r.portRange(p, path: "\(at).port") } else { r.fail(item.mark, at, "missing required field `port`") }
+            if port == nil { ok = false }
+            var toPort: ClosedRange<UInt16>? = nil
+            if let p = f["to_port"] {
+                toPort = r.portRange(p, path: "\(at).to_port")
+                if toPort == nil { ok = false }
+                if let toPort, let port, toPort.count != port.count {
+                    r.fail(p.mark, "\(at).to_port", "\(toPort.count) ports for the \(port.count) of `port`; the ranges must be the same length")
+                    ok = false
+                }
+            }
+            var to: IPAddress? = nil
+            if let t = f["to"], let text = r.string(t, path: "\(at).to") {
+                if let a = IPAddress(text) {
+                    // The target must be on a network one of the zones' static addresses covers.
+                    let inside = config.interfaces.contains { iface in
+                        iface.zone != zone && iface.addresses.contains { p in
+                            p.address.family == a.family && IPPrefix(address: a, length: p.length).network == p.network
+                        }
+                    }
+                    if !inside {
+                        r.fail(t.mark, "\(at).to", "\(a) is outside every zone's networks (no static address of another zone's interface covers it)")
+                        ok = false
+                    } else {
+                        to = a
+                    }
+                } else {
+                    r.fail(t.mark, "\(at).to", "expected the address of the host to forward to, got \(YAMLNode.quoted(text))")
+                    ok = false
+                }
+            } else {
+                if f["to"] == nil { r.fail(item.mark, at, "missing required field `to`") }
+                ok = false
+            }
+            var hairpin = false
+            if let h = f["hairpin"], let b = r.bool(h, path: "\(at).hairpin") { hairpin = b }
+            guard ok, let port, let to else { continue }
+            let fw = ForwardConfig(zone: zone, proto: proto, port: port, to: to, toPort: toPort, hairpin: hairpin)
+            if let (other, mark) = out.first(where: { $0.0.zone == zone && $0.0.proto == proto && $0.0.port.overlaps(port) }) {
+                r.fail(f["port"]!.mark, "\(at).port", "\(proto.rawValue) port\(port.count > 1 ? "s" : "") \(Self.ports(port)) on zone \(zone) overlap\(port.count > 1 ? "" : "s") the forward at \(mark) (\(Self.ports(other.port)))")
+                continue
+            }
+            out.append((fw, item.mark))
+        }
+        return out.map(\.0)
+    }
+
+    static func ports(_ r: ClosedRange<UInt16>) -> String { r.count == 1 ? "\(r.lowerBound)" : "\(r.lowerBound)-\(r.upperBound)" }
 
     private static func decodePlugins(
         _ node: YAMLNode, declared: [DeclaredSet], pluginDir: String, directory dir: String, _ r: NodeReader
@@ -435,7 +636,7 @@ public enum ConfigDecoder {
             let path = "interfaces[\(i)]"
             guard let f = r.fields(
                 item, path: path,
-                known: ["name", "zone", "dhcp", "addresses"],
+                known: ["name", "zone", "dhcp", "addresses", "exclusive", "up", "mtu"],
                 aliases: ["nftables_zone": "zone", "address": "addresses"])
             else { continue }
             var iface = InterfaceConfig(name: "", zone: "")
@@ -472,6 +673,11 @@ public enum ConfigDecoder {
                 ok = false
             }
             if let d = f["dhcp"], let b = r.bool(d, path: path + ".dhcp") { iface.dhcp = b }
+            if let e = f["exclusive"], let b = r.bool(e, path: path + ".exclusive") { iface.exclusive = b }
+            if let u = f["up"], let b = r.bool(u, path: path + ".up") { iface.up = b }
+            if let m = f["mtu"] {
+                if let v = r.integer(m, path: path + ".mtu", in: 68...65535, what: "an MTU") { iface.mtu = UInt32(v) } else { ok = false }
+            }
             if let a = f["addresses"] {
                 let apath = path + "." + (f.spelling["addresses"] ?? "addresses")
                 var list: [YAMLNode]? = nil
@@ -613,6 +819,43 @@ final class NodeReader {
             return nil
         }
         return s
+    }
+
+    /// A plain integer scalar within `range`.
+    func integer(_ node: YAMLNode, path: String, in range: ClosedRange<Int>, what: String) -> Int? {
+        guard case .scalar(let s, plain: true) = node.kind, let v = Int(s) else {
+            fail(node.mark, path, "expected \(what), got \(node.kindDescription)")
+            return nil
+        }
+        guard range.contains(v) else {
+            fail(node.mark, path, "\(v) is out of range for \(what) (\(range.lowerBound)–\(range.upperBound))")
+            return nil
+        }
+        return v
+    }
+
+    /// A port (8080) or an inclusive range ("8000-8010"), 1–65535.
+    func portRange(_ node: YAMLNode, path: String) -> ClosedRange<UInt16>? {
+        guard case .scalar(let s, _) = node.kind, !node.isNull else {
+            fail(node.mark, path, "expected a port (1–65535) or a range such as 8000-8010, got \(node.kindDescription)")
+            return nil
+        }
+        let parts = s.split(separator: "-", omittingEmptySubsequences: false)
+        let values = parts.map { Int($0.filter { $0 != " " }) }
+        guard (1...2).contains(parts.count), values.allSatisfy({ $0 != nil }) else {
+            fail(node.mark, path, "expected a port (1–65535) or a range such as 8000-8010, got \(YAMLNode.quoted(s))")
+            return nil
+        }
+        let lo = values[0]!, hi = values.last!!
+        guard (1...65535).contains(lo), (1...65535).contains(hi) else {
+            fail(node.mark, path, "port \((1...65535).contains(lo) ? hi : lo) is out of range (1–65535)")
+            return nil
+        }
+        guard lo <= hi else {
+            fail(node.mark, path, "the range \(lo)-\(hi) runs backwards")
+            return nil
+        }
+        return UInt16(lo)...UInt16(hi)
     }
 
     func prefix(_ node: YAMLNode, path: String) -> IPPrefix? {

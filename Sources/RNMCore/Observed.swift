@@ -7,12 +7,57 @@ public struct Link: Hashable, Sendable {
     public var isUp: Bool
     /// RFC 2863 operational state (IFLA_OPERSTATE).
     public var operState: OperState
+    /// IFLA_MTU, if the kernel said.
+    public var mtu: UInt32?
 
-    public init(index: Int32, name: String, isUp: Bool = true, operState: OperState = .unknown) {
+    public init(index: Int32, name: String, isUp: Bool = true, operState: OperState = .unknown, mtu: UInt32? = nil) {
         self.index = index
         self.name = name
         self.isUp = isUp
         self.operState = operState
+        self.mtu = mtu
+    }
+}
+
+/// The marks rnm puts on what it adds to the kernel's network configuration, so that it only ever removes
+/// its own: `rtm_protocol` of its routes and `IFA_PROTO` of its addresses.
+public enum NetworkMark {
+    public static let protocolID: UInt8 = 114
+}
+
+/// A route's identity in the kernel: family, table, destination and metric (priority).
+public struct RouteKey: Hashable, Sendable, CustomStringConvertible {
+    public var table: UInt32
+    public var destination: IPPrefix
+    public var metric: UInt32
+
+    public init(table: UInt32 = 254, destination: IPPrefix, metric: UInt32 = 0) {
+        self.table = table
+        self.destination = destination
+        self.metric = metric
+    }
+
+    public var family: IPFamily { destination.address.family }
+
+    public var description: String {
+        let to = destination.length == 0 ? "default" : destination.compactDescription
+        return "\(to)\(family == .v6 && destination.length == 0 ? " (v6)" : "")\(table == 254 ? "" : " table \(table)")\(metric == 0 ? "" : " metric \(metric)")"
+    }
+}
+
+/// A unicast route as the kernel reports it (only routes carrying `NetworkMark.protocolID` are tracked).
+public struct Route: Hashable, Sendable {
+    public var key: RouteKey
+    public var gateway: IPAddress?
+    /// Output interface index.
+    public var oif: Int32?
+    public var protocolID: UInt8
+
+    public init(key: RouteKey, gateway: IPAddress? = nil, oif: Int32? = nil, protocolID: UInt8 = NetworkMark.protocolID) {
+        self.key = key
+        self.gateway = gateway
+        self.oif = oif
+        self.protocolID = protocolID
     }
 }
 
@@ -75,17 +120,23 @@ public struct Address: Hashable, Sendable {
     /// Seconds; `UInt32.max` is forever.
     public var validLifetime: UInt32
     public var preferredLifetime: UInt32
+    /// IFA_PROTO: who added it (`NetworkMark.protocolID` for rnm), 0 if unknown.
+    public var protocolID: UInt8
 
     public init(
         key: AddressKey, flags: AddressFlags = .permanent, scope: UInt8 = 0,
-        validLifetime: UInt32 = .max, preferredLifetime: UInt32 = .max
+        validLifetime: UInt32 = .max, preferredLifetime: UInt32 = .max, protocolID: UInt8 = 0
     ) {
         self.key = key
         self.flags = flags
         self.scope = scope
         self.validLifetime = validLifetime
         self.preferredLifetime = preferredLifetime
+        self.protocolID = protocolID
     }
+
+    /// Added by rnm (marked with `NetworkMark.protocolID`).
+    public var isRNMs: Bool { protocolID == NetworkMark.protocolID }
 
     public var isTentative: Bool { flags.contains(.tentative) }
     public var isDADFailed: Bool { flags.contains(.dadFailed) }
@@ -115,6 +166,8 @@ public struct ObservedState: Equatable, Sendable {
     public private(set) var addresses: [AddressKey: Address] = [:]
     /// ifindex → keys of its addresses, so a link change touches only its own addresses.
     public private(set) var addressesByLink: [Int32: Set<AddressKey>] = [:]
+    /// rnm's own routes (marked), by identity.
+    public var routes: [RouteKey: Route] = [:]
 
     public init() {}
 
@@ -171,6 +224,11 @@ public enum NetEvent: Hashable, Sendable {
     case linkRemoved(index: Int32)
     case addressChanged(Address)
     case addressRemoved(AddressKey)
-    /// A full dump after start or an overrun: replaces the observed state.
+    /// A full dump after start or an overrun: replaces the observed state (routes come separately).
     case snapshot(links: [Link], addresses: [Address])
+    /// One of rnm's routes appeared or changed.
+    case routeChanged(Route)
+    case routeRemoved(RouteKey)
+    /// A full dump of rnm's routes: replaces the observed ones.
+    case routes([Route])
 }

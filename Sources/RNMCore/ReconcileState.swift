@@ -64,8 +64,16 @@ public struct ReconcileState: Sendable {
         case .addressRemoved(let key):
             if let old = observed.removeAddress(key) { retract(old, link: observed.links[key.ifindex]) }
         case .snapshot(let links, let addresses):
+            let routes = observed.routes
             observed = ObservedState(links: links, addresses: addresses)
+            observed.routes = routes
             rebuild()
+        case .routeChanged(let r):
+            observed.routes[r.key] = r
+        case .routeRemoved(let k):
+            observed.routes[k] = nil
+        case .routes(let all):
+            observed.routes = Dictionary(all.map { ($0.key, $0) }, uniquingKeysWith: { _, b in b })
         }
     }
 

@@ -477,7 +477,12 @@ package final class Reconciler: Sendable {
                          ("ifname", .string(l.name)), ("oper_state", .string(l.operState.description))])
             case .linkRemoved(let i):
                 publish([("event", .string("link")), ("op", .string("delete")), ("ifindex", .int(Int(i)))])
-            case .snapshot:
+            case .routeChanged(let r):
+                publish([("event", .string("route")), ("op", .string("update")), ("route", .string(r.key.description)),
+                         ("via", r.gateway.map { .string("\($0)") } ?? .null)])
+            case .routeRemoved(let k):
+                publish([("event", .string("route")), ("op", .string("delete")), ("route", .string(k.description))])
+            case .snapshot, .routes:
                 break
             }
         }

@@ -30,6 +30,8 @@ struct ReferenceModel {
         case .snapshot(let ls, let as_):
             links = Dictionary(uniqueKeysWithValues: ls.map { ($0.index, $0) })
             addresses = Dictionary(as_.map { ($0.key, $0) }, uniquingKeysWith: { _, b in b })
+        case .routeChanged, .routeRemoved, .routes:
+            break  // routes do not feed sets
         }
     }
 
