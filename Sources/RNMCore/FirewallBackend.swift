@@ -21,3 +21,45 @@ public protocol FirewallBackend: Sendable {
     /// out without touching the live table (the real backend loads it into a scratch network namespace).
     func canonicalStructure(_ table: RenderedTable) throws -> String
 }
+
+/// Why the kernel refused a network change (address, link, route, sysctl).
+public struct NetworkError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The errno the kernel answered (0 if none).
+    public var code: Int32
+    public var message: String
+
+    public init(code: Int32, message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { message }
+
+    public static let ENOENT: Int32 = 2
+    public static let ESRCH: Int32 = 3
+    public static let ENODEV: Int32 = 19
+    public static let EEXIST: Int32 = 17
+    public static let ENETUNREACH: Int32 = 101
+    public static let EADDRNOTAVAIL: Int32 = 99
+}
+
+/// Where the network configuration is applied: rtnetlink in the daemon, a recorder in tests. Every call is
+/// one request, acknowledged before it returns. Called from the reconciler thread only.
+public protocol NetworkBackend: Sendable {
+    /// Adds `prefix` (the host address with its prefix length, e.g. 192.168.1.1/24) on the link, marked with
+    /// `NetworkMark.protocolID` (IFA_PROTO). Already present: success.
+    func addAddress(_ prefix: IPPrefix, ifindex: Int32) throws(NetworkError)
+    /// Removes the address. Already gone: success.
+    func deleteAddress(_ prefix: IPPrefix, ifindex: Int32) throws(NetworkError)
+    /// Sets the link up (or down) and/or its MTU; nil leaves that alone.
+    func setLink(ifindex: Int32, up: Bool?, mtu: UInt32?) throws(NetworkError)
+    /// Adds the route marked with `NetworkMark.protocolID`; fails with EEXIST if a route with that identity
+    /// exists (someone else's: rnm never replaces it).
+    func addRoute(_ route: Route) throws(NetworkError)
+    /// Replaces one of rnm's routes (same identity, new gateway or device).
+    func replaceRoute(_ route: Route) throws(NetworkError)
+    /// Removes one of rnm's routes. Already gone: success.
+    func deleteRoute(_ route: Route) throws(NetworkError)
+    /// Writes a sysctl of the daemon's network namespace, e.g. ("net/ipv4/conf/eth0/forwarding", "1").
+    func setSysctl(_ key: String, _ value: String) throws(NetworkError)
+}
