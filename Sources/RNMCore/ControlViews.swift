@@ -16,6 +16,8 @@ public enum ControlViews {
         public var setCommits: [String: SetCommitInfo]
         /// Plugins: name, state, health.
         public var plugins: JSON
+        /// Applied addresses, routes and their state.
+        public var network: JSON = .null
 
         public init(
             version: String, state: String, uptimeMs: UInt64, configPath: String, generation: Int,
@@ -71,6 +73,7 @@ public enum ControlViews {
             ])),
             ("counters", .object(info.counters.map { ($0.0, .int($0.1)) })),
             ("plugins", info.plugins),
+            ("network", info.network),
         ])
     }
 
@@ -194,6 +197,16 @@ public enum ControlText {
         lines.append("")
         let counters = (r["counters"]?.object ?? []).map { "\($0.0)=\(str($0.1))" }
         lines.append("counters: " + counters.joined(separator: " "))
+        if let net = r["network"], net["managed"]?.bool == true {
+            let addrs = (net["addresses"]?.array ?? []).map { "\(str($0["address"])) on \(str($0["interface"])): \(str($0["state"]))" }
+            let routes = (net["routes"]?.array ?? []).map { r in
+                "route \(str(r["to"]))" + (r["via"]?.string.map { " via \($0)" } ?? "") + ": \(str(r["state"]))"
+            }
+            if !addrs.isEmpty || !routes.isEmpty {
+                lines.append("network" + (net["forwarding"]?.bool == true ? " (forwarding on)" : "") + ":")
+                for l in addrs + routes { lines.append("  " + l) }
+            }
+        }
         let plugins = r["plugins"]?.array ?? []
         lines.append(plugins.isEmpty ? "plugins: none configured" : "plugins: " + plugins.map { p in
             "\(str(p["name"])) (\(str(p["state"]))\(p["health"]?.string.map { $0 == "ok" ? "" : ", \($0)" } ?? ""))"

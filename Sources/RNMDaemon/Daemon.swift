@@ -213,7 +213,8 @@ package final class DaemonRuntime: Sendable {
         control: ControlConfig? = nil, controlLimits: ControlLimits = ControlLimits(), version: String = "dev",
         loadConfig: @escaping @Sendable (String) throws(ConfigError) -> Config,
         onConverged: @escaping @Sendable (Int) -> Void = { _ in },
-        onFinish: @escaping @Sendable () -> Void = {}
+        onFinish: @escaping @Sendable () -> Void = {},
+        network: (any NetworkBackend)? = nil
     ) throws {
         self.monitor = monitor
         self.watcher = watcher
@@ -222,7 +223,7 @@ package final class DaemonRuntime: Sendable {
         reconciler = Reconciler(
             config: config, configPath: configPath, bus: bus, backend: backend, logger: logger, retry: retry,
             clocks: clocks, store: store, hub: hub, version: version, loadConfig: loadConfig, onConverged: onConverged,
-            onTable: { watcher?.setTable($0) })
+            onTable: { watcher?.setTable($0) }, network: network)
         if let control {
             let server = try ControlServer(
                 config: control, bus: bus, hub: hub, logger: logger, limits: controlLimits, version: version, clocks: clocks)

@@ -45,6 +45,8 @@ package struct Counters: Sendable, Equatable {
     /// Plugin calls applied, and elements withdrawn from plugins that stopped.
     package var pluginCalls = 0
     package var pluginWithdrawn = 0
+    /// Address, link, route and sysctl changes rnm applied.
+    package var networkChanges = 0
 
     package init() {}
 
@@ -54,7 +56,7 @@ package struct Counters: Sendable, Equatable {
          ("table_loads", tableLoads), ("reloads_ok", reloadsOK), ("reloads_failed", reloadsFailed),
          ("manual_added", manualAdded), ("manual_removed", manualRemoved), ("manual_expired", manualExpired),
          ("drift_repairs", repairs), ("audits", audits), ("nft_notifications_lost", notificationsLost),
-         ("plugin_calls", pluginCalls), ("plugin_withdrawn", pluginWithdrawn)]
+         ("plugin_calls", pluginCalls), ("plugin_withdrawn", pluginWithdrawn), ("network_changes", networkChanges)]
             + drift.sorted { $0.key < $1.key }.map { ("drift_\($0.key)", $0.value) }
     }
 }
@@ -120,6 +122,8 @@ package final class Reconciler: Sendable {
     private let started: UInt64
     private let onTable: @Sendable (String) -> Void
     private let pluginWatchdog: Duration
+    /// Where static addresses, link settings, routes and sysctls are applied (nil: not managed, in tests).
+    private let network: (any NetworkBackend)?
     /// The reconciler thread's kernel id: every transaction it commits is ours (see `isOwn`).
     private let threadID = Atomic<Int32>(0)
 
@@ -142,9 +146,11 @@ package final class Reconciler: Sendable {
         loadConfig: @escaping @Sendable (String) throws(ConfigError) -> Config,
         onConverged: @escaping @Sendable (Int) -> Void = { _ in },
         onTable: @escaping @Sendable (String) -> Void = { _ in },
-        pluginWatchdog: Duration = .seconds(5)
+        pluginWatchdog: Duration = .seconds(5),
+        network: (any NetworkBackend)? = nil
     ) {
         initialConfig = config
+        self.network = network
         self.pluginWatchdog = pluginWatchdog
         self.onTable = onTable
         self.configPath = configPath
@@ -210,6 +216,16 @@ package final class Reconciler: Sendable {
         /// When the drift being repaired was detected.
         var repairStarted: ContinuousClock.Instant? = nil
         var lastLoadReason = "start"
+        /// Something that can change the network plan happened (net events, reload): plan and apply again.
+        var netDirty = true
+        /// The kernel's routes (rnm's) were dumped; routes are planned only after.
+        var routesKnown = false
+        /// Sysctls written, so they are written once (again when their interface re-appears).
+        var sysctlsDone: [String: String] = [:]
+        /// Changes the kernel refused, by subject, until they succeed (retried after every relevant event).
+        var netFailures: [String: String] = [:]
+        /// Configured addresses and routes seen in place: their later disappearance is drift.
+        var netApplied: Set<String> = []
         /// The first commit waits for plugins to settle (see `PluginHost.settled`).
         var holdForPlugins = false
         let startedAt = ContinuousClock.now
@@ -271,6 +287,7 @@ package final class Reconciler: Sendable {
                     needReadBack = false
                     guard readBack() else { return }
                 }
+                if netDirty { applyNetwork() }
                 commitIfNeeded()
             }
         }
@@ -280,9 +297,17 @@ package final class Reconciler: Sendable {
             case .net(let events):
                 owner.count { $0.netEvents += events.count }
                 for e in events {
+                    switch e {
+                    case .routes: routesKnown = true
+                    case .linkChanged(let l) where state.observed.links[l.index] == nil:
+                        // A new link (or a re-created one): its sysctls are written again.
+                        sysctlsDone = sysctlsDone.filter { !$0.key.contains("/\(l.name)/") }
+                    default: break
+                    }
                     state.apply(e)
                     publishNet(e)
                 }
+                netDirty = true
             case .snapshot(let links, let addresses, let overrun, let since):
                 if overrun {
                     owner.count {
@@ -299,6 +324,7 @@ package final class Reconciler: Sendable {
                     publish([("event", .string("resync")), ("links", .int(links.count)), ("addresses", .int(addresses.count))])
                 }
                 state.apply(.snapshot(links: links, addresses: addresses))
+                netDirty = true
                 if !haveSnapshot {
                     for iface in state.absentInterfaces {
                         logger.notice("interface \(iface.name) (zone \(iface.zone)) is not present; waiting for it")
@@ -319,6 +345,126 @@ package final class Reconciler: Sendable {
             case .pluginJob(let result):
                 apply(plugins.handle(result))
             }
+        }
+
+        // MARK: Network (addresses, links, routes, sysctls)
+
+        /// Plans the network changes the config asks for and applies them, one acknowledged request each. What
+        /// the kernel refuses is remembered and retried after the next relevant event (a link or address
+        /// appearing, say); what someone else removed is put back and counted as drift.
+        mutating func applyNetwork() {
+            netDirty = false
+            guard let net = owner.network else { return }
+            let config = state.config
+            // What is in place now: its disappearance later is drift.
+            for iface in config.interfaces {
+                guard let link = state.observed.link(named: iface.name) else { continue }
+                for p in iface.addresses where state.observed.addresses[AddressKey(ifindex: link.index, address: p.address, prefixLength: p.length)] != nil {
+                    netApplied.insert("address \(p) on \(iface.name)")
+                }
+            }
+            for key in state.observed.routes.keys { netApplied.insert("route \(key)") }
+            let ops = NetworkPlan.compute(config: config, observed: state.observed, routesKnown: routesKnown, sysctlsDone: sysctlsDone)
+            for op in ops {
+                let subject = op.subject
+                do throws(NetworkError) {
+                    switch op {
+                    case .addAddress(let p, let index, let name):
+                        if netApplied.contains(subject) {
+                            owner.count { $0.drift["address", default: 0] += 1 }
+                            logger.warning("address \(p) on \(name) was removed by someone else; restoring it")
+                        }
+                        try net.addAddress(p, ifindex: index)
+                        state.apply(.addressChanged(Address(
+                            key: AddressKey(ifindex: index, address: p.address, prefixLength: p.length), protocolID: NetworkMark.protocolID)))
+                    case .deleteAddress(let p, let index, _, _):
+                        try net.deleteAddress(p, ifindex: index)
+                        state.apply(.addressRemoved(AddressKey(ifindex: index, address: p.address, prefixLength: p.length)))
+                        netApplied.remove(subject)
+                    case .setLink(let index, _, let up, let mtu):
+                        try net.setLink(ifindex: index, up: up, mtu: mtu)
+                        if var link = state.observed.links[index] {
+                            if let up { link.isUp = up }
+                            if let mtu { link.mtu = mtu }
+                            state.apply(.linkChanged(link))
+                        }
+                    case .addRoute(let r):
+                        if netApplied.contains(subject) {
+                            owner.count { $0.drift["route", default: 0] += 1 }
+                            logger.warning("route \(r.key) was removed by someone else; restoring it")
+                        }
+                        try net.addRoute(r)
+                        state.apply(.routeChanged(r))
+                    case .replaceRoute(let r):
+                        try net.replaceRoute(r)
+                        state.apply(.routeChanged(r))
+                    case .deleteRoute(let r):
+                        try net.deleteRoute(r)
+                        state.apply(.routeRemoved(r.key))
+                        netApplied.remove(subject)
+                    case .sysctl(let k, let v):
+                        try net.setSysctl(k, v)
+                        sysctlsDone[k] = v
+                    }
+                    owner.count { $0.networkChanges += 1 }
+                    if netFailures.removeValue(forKey: subject) != nil {
+                        logger.notice("network: \(op) (after an earlier failure)")
+                    } else {
+                        logger.info("network: \(op)")
+                    }
+                    publish([("event", .string("network")), ("op", .string(op.description)), ("ok", .bool(true))])
+                } catch {
+                    var why = error.message
+                    if error.code == NetworkError.EEXIST, case .addRoute = op {
+                        why = "a route with that destination, table and metric exists and is not rnm's; left alone"
+                    } else if error.code == NetworkError.ENETUNREACH {
+                        why += " (retried when links or addresses change)"
+                    }
+                    if netFailures[subject] != why {
+                        logger.warning("network: cannot \(op): \(why)")
+                        publish([("event", .string("network")), ("op", .string(op.description)), ("ok", .bool(false)), ("error", .string(why))])
+                    }
+                    netFailures[subject] = why
+                }
+            }
+        }
+
+        /// The network part of `status`: configured addresses, link settings and routes with their state.
+        func networkView() -> JSON {
+            let config = state.config
+            var addresses: [JSON] = []
+            for iface in config.interfaces {
+                let link = state.observed.link(named: iface.name)
+                for p in iface.addresses {
+                    let subject = "address \(p) on \(iface.name)"
+                    let present = link.map { state.observed.addresses[AddressKey(ifindex: $0.index, address: p.address, prefixLength: p.length)] != nil } ?? false
+                    let st = present ? "present" : link == nil ? "waiting for the interface" : netFailures[subject].map { "failed: \($0)" } ?? "missing"
+                    addresses.append(.object([("interface", .string(iface.name)), ("address", .string("\(p)")), ("state", .string(st))]))
+                }
+            }
+            let (routes, waiting) = NetworkPlan.desiredRoutes(config, state.observed)
+            var routeList: [JSON] = []
+            for r in routes {
+                let subject = "route \(r.key)"
+                let have = state.observed.routes[r.key]
+                let st = have != nil && have?.gateway == r.gateway ? "present" : netFailures[subject].map { "failed: \($0)" } ?? (routesKnown ? "missing" : "unknown")
+                routeList.append(.object([
+                    ("to", .string(r.key.destination.length == 0 ? "default" : r.key.destination.compactDescription)),
+                    ("via", r.gateway.map { .string("\($0)") } ?? .null), ("table", .int(Int(r.key.table))),
+                    ("metric", .int(Int(r.key.metric))), ("state", .string(st)),
+                ]))
+            }
+            for (rc, why) in waiting {
+                routeList.append(.object([
+                    ("to", .string(rc.to.length == 0 ? "default" : rc.to.compactDescription)), ("via", rc.via.map { .string("\($0)") } ?? .null),
+                    ("table", .int(Int(rc.table))), ("metric", .int(Int(rc.metric ?? 0))), ("state", .string("waiting: \(why)")),
+                ]))
+            }
+            return .object([
+                ("managed", .bool(owner.network != nil)), ("forwarding", .bool(config.forwarding)),
+                ("addresses", .array(addresses)), ("routes", .array(routeList)),
+                ("failures", .object(netFailures.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) })),
+            ])
         }
 
         // MARK: Plugins
@@ -778,6 +924,8 @@ package final class Reconciler: Sendable {
             }
             if !dropped.isEmpty { manualDirty = true }
             syncPlugins()
+            netDirty = true
+            netFailures = [:]
             logger.notice("reload: new config", metadata: [
                 "generation": "\(generation)", "zones": "\(new.zones.count)", "table_load": "\(structural)",
                 "dry_run_ms": "\(dryRunMs)",
@@ -826,9 +974,14 @@ package final class Reconciler: Sendable {
                 table: new.table, deletesTable: deletes, desiredStructure: desiredStructure, liveStructure: liveStructure,
                 desired: desired, live: live)
             var json = diff.json
+            // The network side: what applying this config would change in addresses, links, routes, sysctls.
+            let netOps = owner.network == nil ? [] : NetworkPlan.compute(
+                config: new, observed: state.observed, routesKnown: routesKnown, sysctlsDone: sysctlsDone)
             if case .object(var pairs) = json {
+                if !netOps.isEmpty, let i = pairs.firstIndex(where: { $0.0 == "in_sync" }) { pairs[i].1 = .bool(false) }
+                pairs.append(("network", .array(netOps.map { .string($0.description) })))
                 pairs.append(("config_changed", .bool(new != state.config)))
-                pairs.append(("text", .string(diff.text)))
+                pairs.append(("text", .string(diff.text + netOps.map { "network: \($0)\n" }.joined())))
                 json = .object(pairs)
             }
             return .success(json)
@@ -898,11 +1051,13 @@ package final class Reconciler: Sendable {
 
         func info() -> ControlViews.DaemonInfo {
             let (counters, generation, daemonState) = owner.shared.withLock { ($0.counters, $0.generation, $0.state) }
-            return ControlViews.DaemonInfo(
+            var info = ControlViews.DaemonInfo(
                 version: owner.version, state: daemonState.rawValue, uptimeMs: (now() - owner.started) / 1_000_000,
                 configPath: owner.configPath, generation: generation, lastCommitWall: lastCommitWall,
                 lastError: lastError, lastErrorWall: lastErrorWall,
                 counters: counters.list + (owner.hub?.counters ?? []), setCommits: setCommits, plugins: plugins.summary)
+            info.network = networkView()
+            return info
         }
 
         /// Prometheus text exposition.

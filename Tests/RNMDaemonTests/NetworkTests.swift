@@ -1,0 +1,76 @@
+import Logging
+@testable import RNMDaemon
+import RNMCore
+import RNMTesting
+import Testing
+
+/// The reconciler's network path on fakes: what it asks the kernel for, drift, refusals and their retry.
+@Suite struct NetworkTests {
+    static let config = Config(
+        table: "t",
+        interfaces: [
+            InterfaceConfig(name: "eth0", zone: "wan", addresses: [IPPrefix("192.0.2.1/24")!], mtu: 1400),
+            InterfaceConfig(name: "eth1", zone: "lan", addresses: [IPPrefix("192.168.1.1/24")!]),
+        ],
+        routes: [RouteConfig(to: IPPrefix("10.20.0.0/16")!, via: IPAddress("192.168.1.254")!)],
+        forwarding: true)
+
+    static func harness(_ net: RecordingNetwork) -> (EventBusBox, Reconciler) {
+        let box = EventBusBox()
+        let r = Reconciler(
+            config: config, configPath: "/test/config.yaml", bus: box.bus, backend: RecordingFirewall(),
+            logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }), clocks: .system,
+            loadConfig: { _ throws(ConfigError) in config }, network: net)
+        return (box, r)
+    }
+
+    final class EventBusBox: Sendable { let bus = EventBus<DaemonEvent>(capacity: 1000) }
+
+    static let links = [Link(index: 2, name: "eth0", isUp: false, mtu: 1500), Link(index: 3, name: "eth1", mtu: 1500)]
+
+    @Test func appliesAddressesLinksRoutesAndSysctls_thenRestoresWhatOthersRemove() async throws {
+        let net = RecordingNetwork()
+        let (box, reconciler) = Self.harness(net)
+        let running = Running(reconciler)
+        box.bus.send(.snapshot(links: Self.links, addresses: [], overrun: false))
+        // Routes wait for the kernel's list of rnm's routes.
+        #expect(await eventually { net.calls.contains("addAddress 192.168.1.1/24 3") })
+        #expect(!net.calls.contains { $0.hasPrefix("addRoute") })
+        box.bus.send(.net([.routes([])]))
+        #expect(await eventually { net.calls.contains("addRoute 10.20.0.0/16 via 192.168.1.254") })
+        #expect(net.calls.contains("setLink 2 up=true mtu=1400"))
+        #expect(net.calls.contains("addAddress 192.0.2.1/24 2"))
+        #expect(net.calls.contains("sysctl net/ipv4/conf/eth0/forwarding=1"))
+        #expect(net.calls.contains("sysctl net/ipv6/conf/all/forwarding=1"))
+        let before = net.calls.count
+        // The kernel confirms; nothing more is asked.
+        let key0 = AddressKey(ifindex: 2, address: IPAddress("192.0.2.1")!, prefixLength: 24)
+        box.bus.send(.net([.addressChanged(Address(key: key0, protocolID: NetworkMark.protocolID))]))
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(net.calls.count == before)
+        // Someone removes the address: it comes back, counted as drift.
+        box.bus.send(.net([.addressRemoved(key0)]))
+        #expect(await eventually { net.calls.filter { $0 == "addAddress 192.0.2.1/24 2" }.count == 2 })
+        #expect(await eventually { reconciler.counters.drift["address"] == 1 })
+        box.bus.close()
+        try running.finish()
+    }
+
+    @Test func aRefusedRoute_isRetriedAfterTheNextNetworkEvent_notInALoop() async throws {
+        let net = RecordingNetwork()
+        net.refuse("addRoute", code: NetworkError.ENETUNREACH)
+        let (box, reconciler) = Self.harness(net)
+        let running = Running(reconciler)
+        box.bus.send(.snapshot(links: Self.links, addresses: [], overrun: false))
+        box.bus.send(.net([.routes([])]))
+        #expect(await eventually { net.calls.contains { $0.hasPrefix("addRoute") } })
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(net.calls.filter { $0.hasPrefix("addRoute") }.count == 1)
+        // The gateway's network appears: tried again, and it works now.
+        net.refuse("addRoute", code: nil)
+        box.bus.send(.net([.addressChanged(Address(key: AddressKey(ifindex: 3, address: IPAddress("192.168.1.1")!, prefixLength: 24)))]))
+        #expect(await eventually { net.calls.filter { $0.hasPrefix("addRoute") }.count == 2 })
+        box.bus.close()
+        try running.finish()
+    }
+}
