@@ -676,7 +676,8 @@ public enum ConfigDecoder {
             if let e = f["exclusive"], let b = r.bool(e, path: path + ".exclusive") { iface.exclusive = b }
             if let u = f["up"], let b = r.bool(u, path: path + ".up") { iface.up = b }
             if let m = f["mtu"] {
-                if let v = r.integer(m, path: path + ".mtu", in: 68...65535, what: "an MTU") { iface.mtu = UInt32(v) } else { ok = false }
+                // A bad MTU is reported but keeps the interface (and its zone) for the checks that follow.
+                if let v = r.integer(m, path: path + ".mtu", in: 68...65535, what: "an MTU") { iface.mtu = UInt32(v) }
             }
             if let a = f["addresses"] {
                 let apath = path + "." + (f.spelling["addresses"] ?? "addresses")

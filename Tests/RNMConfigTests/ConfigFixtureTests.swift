@@ -58,7 +58,7 @@ extension Substring {
 @Suite struct ConfigFixtureTests {
     static let invalid = [
         "empty", "comment-only", "syntax", "types", "unknown", "duplicate", "names", "addresses", "two-docs", "tags",
-        "not-mapping", "missing-interfaces", "escapes", "bad-utf8", "sets", "rules", "rules-kind", "templates", "plugins",
+        "not-mapping", "missing-interfaces", "escapes", "bad-utf8", "sets", "rules", "rules-kind", "templates", "plugins", "router-errors",
     ]
 
     @Test(arguments: invalid)
