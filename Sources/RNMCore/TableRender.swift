@@ -3,7 +3,9 @@
 /// Layout: the `define`s rnm derives from config (`<zone>_ifaces`), the user's `defines:`, then
 /// `table inet T {}` + `delete table inet T` (so the load replaces whatever is there, in the same
 /// transaction), then `table inet T { … }` holding the managed set declarations with their current
-/// elements, followed by each template verbatim (so nft's line:column in a template are the template's own).
+/// elements, the chains rnm generates from `masquerade:` and `forwards:` (`NATRender`: `rnm_prerouting`,
+/// `rnm_postrouting`, and `rnm_forward`, always), followed by each template verbatim (so nft's line:column in
+/// a template are the template's own).
 public struct RenderedTable: Equatable, Sendable {
     public var table: String
     /// The text to load.
@@ -107,6 +109,10 @@ public enum TableRenderer {
             }
             w.line("\t}")
         }
+        for chain in NATRender.chains(config) {
+            w.generated("chain \(chain.name)")
+            for l in chain.lines { w.line(l) }
+        }
         for tpl in config.rules {
             w.generated("separator")
             w.line("")
@@ -160,8 +166,8 @@ public enum TableRenderer {
 
     static func quote(_ s: String) -> String { "\"" + s + "\"" }
 
-    /// The structure: defines, set declarations without elements, templates. Used to decide whether a new
-    /// config needs a whole-table load or only element changes.
+    /// The structure: defines, set declarations without elements, generated chains, templates. Used to decide
+    /// whether a new config needs a whole-table load or only element changes.
     static func structureText(config: Config, desired: TableState, defines: [(String, String)]) -> String {
         var s = ""
         for (n, v) in defines { s += "define \(n) = \(v)\n" }
@@ -169,6 +175,7 @@ public enum TableRenderer {
         for spec in desired.sets.values.sorted(by: { $0.name < $1.name }) {
             s += setHead(spec).joined(separator: "\n") + "\n\t}\n"
         }
+        for chain in NATRender.chains(config) { s += chain.lines.joined(separator: "\n") + "\n" }
         for tpl in config.rules { s += "# \(tpl.path)\n" + tpl.text + "\n" }
         return s + "}\n"
     }

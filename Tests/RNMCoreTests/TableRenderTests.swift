@@ -81,6 +81,8 @@ import Testing
             \t\t\t2001:db8::7,
             \t\t}
             \t}
+            \tchain rnm_forward {
+            \t}
 
             # /etc/rnm/rules.d/base.nft
             chain input {
@@ -150,6 +152,214 @@ import Testing
         config.rules[0].text = "chain c {\n}"
         let r = TableRenderer.render(config: config, desired: Self.desired(), now: 0)
         #expect(r.text.hasSuffix("chain c {\n}\n}\n"))
+    }
+}
+
+/// The chains rendered from `masquerade:` and `forwards:` (NATRender), ahead of the templates.
+@Suite struct NATRenderTests {
+    static let config = Config(
+        table: "rnm",
+        interfaces: [
+            InterfaceConfig(name: "eth0", zone: "wan", dhcp: true),
+            InterfaceConfig(name: "eth1", zone: "lan", addresses: [IPPrefix("192.168.1.1/24")!, IPPrefix("fd00:1::1/64")!]),
+            InterfaceConfig(name: "wg0", zone: "vpn", addresses: [IPPrefix("10.8.0.1/24")!]),
+        ],
+        rules: [RuleTemplate(
+            given: "fw.nft", path: "/etc/rnm/fw.nft",
+            text: "chain forward {\n\ttype filter hook forward priority filter; policy drop;\n\tjump rnm_forward\n}\n")])
+
+    static func render(masquerade: [MasqueradeConfig] = [], forwards: [ForwardConfig] = []) -> RenderedTable {
+        var c = config
+        c.masquerade = masquerade
+        c.forwards = forwards
+        return TableRenderer.render(config: c, desired: Desired.compute(config: c, observed: ObservedState()), now: 0)
+    }
+
+    /// The rendered lines from the first generated chain up to the templates.
+    static func chains(_ r: RenderedTable) -> String {
+        let lines = r.text.split(separator: "\n", omittingEmptySubsequences: false)
+        let first = lines.firstIndex { $0.hasPrefix("\tchain rnm_") }!
+        let end = lines[first...].firstIndex(of: "")!
+        return lines[first..<end].joined(separator: "\n") + "\n"
+    }
+
+    static let a10 = IPAddress("192.168.1.10")!
+    static let lanToWan = MasqueradeConfig(from: "lan", to: "wan")
+
+    @Test func noNATConfig_onlyAnEmptyForwardChain() {
+        let r = Self.render()
+        #expect(Self.chains(r) == """
+            \tchain rnm_forward {
+            \t}
+
+            """)
+        #expect(!r.text.contains("type nat"))
+        #expect(r.structure.contains("\tchain rnm_forward {\n\t}\n"))
+    }
+
+    @Test func masqueradeOnly_isIPv4AndNeedsNoPrerouting() {
+        let r = Self.render(masquerade: [Self.lanToWan, MasqueradeConfig(from: "vpn", to: "wan")])
+        #expect(Self.chains(r) == """
+            \tchain rnm_postrouting {
+            \t\ttype nat hook postrouting priority srcnat; policy accept;
+            \t\tmeta nfproto ipv4 iifname @lan_ifaces oifname @wan_ifaces masquerade
+            \t\tmeta nfproto ipv4 iifname @vpn_ifaces oifname @wan_ifaces masquerade
+            \t}
+            \tchain rnm_forward {
+            \t}
+
+            """)
+    }
+
+    @Test func forwardsV4_singlePortAndShiftedRange() {
+        let r = Self.render(forwards: [
+            ForwardConfig(zone: "wan", proto: .tcp, port: 8080...8080, to: Self.a10, toPort: 80...80),
+            // A port range in a DNAT target is a pool (every connection would get 9000): a map shifts one to one.
+            ForwardConfig(zone: "wan", proto: .tcp, port: 8000...8003, to: Self.a10, toPort: 9000...9003),
+            // The same ports: the target is the address alone.
+            ForwardConfig(zone: "wan", proto: .tcp, port: 5000...5002, to: Self.a10, toPort: 5000...5002),
+            ForwardConfig(zone: "wan", proto: .tcp, port: 22...22, to: IPAddress("192.168.1.11")!),
+        ])
+        #expect(Self.chains(r) == """
+            \tchain rnm_prerouting {
+            \t\ttype nat hook prerouting priority dstnat; policy accept;
+            \t\tiifname @wan_ifaces ip daddr @wan_v4 tcp dport 8080 dnat ip to 192.168.1.10:80
+            \t\tiifname @wan_ifaces ip daddr @wan_v4 tcp dport 8000-8003 dnat ip to 192.168.1.10:tcp dport map { 8000 : 9000, 8001 : 9001, 8002 : 9002, 8003 : 9003 }
+            \t\tiifname @wan_ifaces ip daddr @wan_v4 tcp dport 5000-5002 dnat ip to 192.168.1.10
+            \t\tiifname @wan_ifaces ip daddr @wan_v4 tcp dport 22 dnat ip to 192.168.1.11
+            \t}
+            \tchain rnm_forward {
+            \t\tct status dnat ip daddr 192.168.1.10 tcp dport 80 accept
+            \t\tct status dnat ip daddr 192.168.1.10 tcp dport 9000-9003 accept
+            \t\tct status dnat ip daddr 192.168.1.10 tcp dport 5000-5002 accept
+            \t\tct status dnat ip daddr 192.168.1.11 tcp dport 22 accept
+            \t}
+
+            """)
+    }
+
+    @Test func udpForwards_andAcceptsAreNotRepeated() {
+        let r = Self.render(forwards: [
+            ForwardConfig(zone: "wan", proto: .udp, port: 51820...51820, to: IPAddress("10.8.0.5")!),
+            ForwardConfig(zone: "lan", proto: .udp, port: 1194...1194, to: IPAddress("10.8.0.5")!, toPort: 51820...51820),
+            ForwardConfig(zone: "wan", proto: .udp, port: 6000...6001, to: Self.a10, toPort: 7000...7001),
+        ])
+        #expect(Self.chains(r) == """
+            \tchain rnm_prerouting {
+            \t\ttype nat hook prerouting priority dstnat; policy accept;
+            \t\tiifname @wan_ifaces ip daddr @wan_v4 udp dport 51820 dnat ip to 10.8.0.5
+            \t\tiifname @lan_ifaces ip daddr @lan_v4 udp dport 1194 dnat ip to 10.8.0.5:51820
+            \t\tiifname @wan_ifaces ip daddr @wan_v4 udp dport 6000-6001 dnat ip to 192.168.1.10:udp dport map { 6000 : 7000, 6001 : 7001 }
+            \t}
+            \tchain rnm_forward {
+            \t\tct status dnat ip daddr 10.8.0.5 udp dport 51820 accept
+            \t\tct status dnat ip daddr 192.168.1.10 udp dport 7000-7001 accept
+            \t}
+
+            """)
+    }
+
+    @Test func ipv6Forwards_matchTheZonesIPv6Set() {
+        let to = IPAddress("fd00:1::10")!
+        let r = Self.render(forwards: [
+            ForwardConfig(zone: "wan", proto: .tcp, port: 443...443, to: to, toPort: 8443...8443),
+            ForwardConfig(zone: "wan", proto: .tcp, port: 80...80, to: to),
+            ForwardConfig(zone: "wan", proto: .udp, port: 6000...6001, to: to, toPort: 7000...7001),
+        ])
+        #expect(Self.chains(r) == """
+            \tchain rnm_prerouting {
+            \t\ttype nat hook prerouting priority dstnat; policy accept;
+            \t\tiifname @wan_ifaces ip6 daddr @wan_v6 tcp dport 443 dnat ip6 to [fd00:1::10]:8443
+            \t\tiifname @wan_ifaces ip6 daddr @wan_v6 tcp dport 80 dnat ip6 to fd00:1::10
+            \t\tiifname @wan_ifaces ip6 daddr @wan_v6 udp dport 6000-6001 dnat ip6 to [fd00:1::10]:udp dport map { 6000 : 7000, 6001 : 7001 }
+            \t}
+            \tchain rnm_forward {
+            \t\tct status dnat ip6 daddr fd00:1::10 tcp dport 8443 accept
+            \t\tct status dnat ip6 daddr fd00:1::10 tcp dport 80 accept
+            \t\tct status dnat ip6 daddr fd00:1::10 udp dport 7000-7001 accept
+            \t}
+
+            """)
+    }
+
+    @Test func hairpin_perOtherZone_withTheReflectedConnectionsMasqueraded() {
+        let r = Self.render(
+            masquerade: [Self.lanToWan],
+            forwards: [
+                ForwardConfig(zone: "wan", proto: .tcp, port: 8080...8080, to: Self.a10, toPort: 80...80, hairpin: true),
+                ForwardConfig(zone: "wan", proto: .tcp, port: 443...443, to: IPAddress("fd00:1::10")!, hairpin: true),
+                ForwardConfig(zone: "wan", proto: .udp, port: 53...53, to: Self.a10),
+            ])
+        #expect(Self.chains(r) == """
+            \tchain rnm_prerouting {
+            \t\ttype nat hook prerouting priority dstnat; policy accept;
+            \t\tiifname @wan_ifaces ip daddr @wan_v4 tcp dport 8080 dnat ip to 192.168.1.10:80
+            \t\tiifname @lan_ifaces ip daddr @wan_v4 tcp dport 8080 dnat ip to 192.168.1.10:80
+            \t\tiifname @vpn_ifaces ip daddr @wan_v4 tcp dport 8080 dnat ip to 192.168.1.10:80
+            \t\tiifname @wan_ifaces ip6 daddr @wan_v6 tcp dport 443 dnat ip6 to fd00:1::10
+            \t\tiifname @lan_ifaces ip6 daddr @wan_v6 tcp dport 443 dnat ip6 to fd00:1::10
+            \t\tiifname @vpn_ifaces ip6 daddr @wan_v6 tcp dport 443 dnat ip6 to fd00:1::10
+            \t\tiifname @wan_ifaces ip daddr @wan_v4 udp dport 53 dnat ip to 192.168.1.10
+            \t}
+            \tchain rnm_postrouting {
+            \t\ttype nat hook postrouting priority srcnat; policy accept;
+            \t\tmeta nfproto ipv4 iifname @lan_ifaces oifname @wan_ifaces masquerade
+            \t\tiifname @lan_ifaces ct status dnat ct original ip daddr @wan_v4 ip daddr 192.168.1.10 tcp dport 80 masquerade
+            \t\tiifname @vpn_ifaces ct status dnat ct original ip daddr @wan_v4 ip daddr 192.168.1.10 tcp dport 80 masquerade
+            \t\tiifname @lan_ifaces ct status dnat ct original ip6 daddr @wan_v6 ip6 daddr fd00:1::10 tcp dport 443 masquerade
+            \t\tiifname @vpn_ifaces ct status dnat ct original ip6 daddr @wan_v6 ip6 daddr fd00:1::10 tcp dport 443 masquerade
+            \t}
+            \tchain rnm_forward {
+            \t\tct status dnat ip daddr 192.168.1.10 tcp dport 80 accept
+            \t\tct status dnat ip6 daddr fd00:1::10 tcp dport 443 accept
+            \t\tct status dnat ip daddr 192.168.1.10 udp dport 53 accept
+            \t}
+
+            """)
+    }
+
+    @Test func generatedChains_comeBeforeTheTemplates_andMapToWhatGeneratedThem() {
+        let r = Self.render(masquerade: [Self.lanToWan], forwards: [ForwardConfig(zone: "wan", proto: .tcp, port: 80...80, to: Self.a10)])
+        let lines = r.text.split(separator: "\n", omittingEmptySubsequences: false)
+        let pre = lines.firstIndex(of: "\tchain rnm_prerouting {")! + 1
+        let post = lines.firstIndex(of: "\tchain rnm_postrouting {")! + 1
+        let fwd = lines.firstIndex(of: "\tchain rnm_forward {")! + 1
+        let template = lines.firstIndex(of: "chain forward {")! + 1
+        #expect(pre < post && post < fwd && fwd < template)
+        #expect(r.origin(ofLine: pre + 2)?.source == .generated("chain rnm_prerouting"))
+        #expect(r.origin(ofLine: post + 2)?.source == .generated("chain rnm_postrouting"))
+        #expect(r.origin(ofLine: fwd + 1)?.source == .generated("chain rnm_forward"))
+        #expect(r.origin(ofLine: template + 2)?.source == .template(path: "/etc/rnm/fw.nft"))
+        #expect(r.origin(ofLine: template + 2)?.line == 3)
+    }
+
+    @Test func structure_coversTheGeneratedChains_butNotTheZoneAddresses() {
+        let forward = ForwardConfig(zone: "wan", proto: .tcp, port: 8080...8080, to: Self.a10, toPort: 80...80)
+        let base = Self.render(masquerade: [Self.lanToWan], forwards: [forward])
+        #expect(base.structure.contains("\tchain rnm_prerouting {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n"))
+        #expect(base.structure.contains("\t\tmeta nfproto ipv4 iifname @lan_ifaces oifname @wan_ifaces masquerade\n"))
+        #expect(base.structure.contains("\t\tct status dnat ip daddr 192.168.1.10 tcp dport 80 accept\n"))
+        // Any change to masquerade or forwards changes the structure (a whole-table load) ...
+        var moved = forward
+        moved.toPort = 81...81
+        var hairpin = forward
+        hairpin.hairpin = true
+        let others = [
+            Self.render(forwards: [forward]), Self.render(masquerade: [Self.lanToWan]),
+            Self.render(masquerade: [Self.lanToWan], forwards: [moved]),
+            Self.render(masquerade: [Self.lanToWan], forwards: [hairpin]),
+        ]
+        for other in others { #expect(other.structure != base.structure) }
+        // ... while a new wan address (DHCP) is only an element of wan_v4.
+        var c = Self.config
+        c.masquerade = [Self.lanToWan]
+        c.forwards = [forward]
+        var observed = ObservedState()
+        _ = observed.upsert(Link(index: 2, name: "eth0"))
+        _ = observed.upsert(Address(key: AddressKey(ifindex: 2, address: IPAddress("198.51.100.7")!, prefixLength: 24), flags: .permanent))
+        let withAddress = TableRenderer.render(config: c, desired: Desired.compute(config: c, observed: observed), now: 0)
+        #expect(withAddress.structure == base.structure)
+        #expect(withAddress.text != base.text)
     }
 }
 

@@ -388,6 +388,15 @@ def test_check_dry_runs_the_rendered_table_without_changing_anything(ns, tmp_pat
     assert ns.nft("list", "ruleset").strip() == ""
 
 
+def test_check_dry_runs_masquerade_and_forwards_of_every_shape(ns):
+    """Tests/RNMConfigTests/Fixtures/router.yaml: the shipped templates with the NAT chains rnmd generates
+    (shifted port and range, UDP, IPv6, hairpin); the kernel must accept the rendered table."""
+    path = os.path.join(ROOT, "Tests", "RNMConfigTests", "Fixtures", "router.yaml")
+    r = subprocess.run(ns.exec_args(RNMD, "--check", "--config", path), capture_output=True, text=True)
+    assert r.returncode == 0 and "nft dry run: the kernel accepts the table" in r.stdout, r
+    assert ns.nft("list", "ruleset").strip() == ""
+
+
 # --- The shipped policy -----------------------------------------------------------------------------------
 
 def test_shipped_router_policy(ns, ns2, daemons, tmp_path):
@@ -408,6 +417,10 @@ def test_shipped_router_policy(ns, ns2, daemons, tmp_path):
         ns.sh("sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
         shutil.copytree(os.path.join(ROOT, "pkg-files", "config", "rules.d"), tmp_path / "rules.d")
         config = yaml_config_from(os.path.join(ROOT, "pkg-files", "config", "default.yaml"), tmp_path)
+        # The default has no forwards; one exercises rnm_forward (router.nft jumps to it) and hairpin NAT.
+        assert "forwards" not in config and config["masquerade"] == [{"from": "lan", "to": "wan"}]
+        config["forwards"] = [{"zone": "wan", "proto": "tcp", "port": 8080, "to": "192.168.1.2", "to_port": 8081,
+                               "hairpin": True}]
         d = daemons(ns, config)
         assert_converged(ns, d)
         listen = []
@@ -424,6 +437,10 @@ def test_shipped_router_policy(ns, ns2, daemons, tmp_path):
             assert ping(ns2, "2001:db8:1::1", v6=True)  # needs neighbour discovery through policy drop
             assert can_connect(lan, "203.0.113.2", 8080)  # forwarded out, masqueraded
             assert not can_connect(ns2, "192.168.1.2", 8081)  # nothing in from wan
+            assert can_connect(ns2, "203.0.113.1", 8080)  # ... but the forward: DNAT, rnm_forward
+            # Hairpin: lan's own host through the wan address. Without the masquerade of the reflected
+            # connection it would see its own address as the source (a martian) and never answer.
+            assert can_connect(lan, "203.0.113.1", 8080)
             d.ctl("set", "add", "blocklist_v4", "203.0.113.2", check=True)
             time.sleep(0.2)
             assert not ping(ns2, "203.0.113.1")
