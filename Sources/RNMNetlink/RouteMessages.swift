@@ -17,8 +17,12 @@ public struct RouteParseResult: Equatable, Sendable {
     public init() {}
 }
 
-/// Decoding of RTM_NEWLINK/DELLINK/NEWADDR/DELADDR. Pure apart from libmnl's accessors, so it is tested on
-/// recorded kernel bytes.
+/// Decoding of RTM_NEWLINK/DELLINK/NEWADDR/DELADDR/NEWROUTE/DELROUTE. Pure apart from libmnl's accessors, so
+/// it is tested on recorded kernel bytes.
+///
+/// Routes: only rnm's own (rtm_protocol `NetworkMark.protocolID`), unicast, without a source prefix or TOS,
+/// not cached clones, are decoded; every other route message is skipped without looking at its attributes
+/// (neither an event nor counted as malformed), so a full BGP table costs one byte comparison per route.
 public enum RouteMessages {
     /// Parses every message in `buffer` (as returned by one recv on a NETLINK_ROUTE socket).
     public static func parse(_ buffer: UnsafeRawBufferPointer) -> RouteParseResult {
@@ -73,6 +77,12 @@ public enum RouteMessages {
                 return
             }
             result.events.append(event)
+        case Int32(RTM_NEWROUTE), Int32(RTM_DELROUTE):
+            switch parseRoute(nlh, removed: type == Int32(RTM_DELROUTE)) {
+            case .event(let e): result.events.append(e)
+            case .ignored: break
+            case .malformed: result.malformed += 1
+            }
         default:
             break
         }
@@ -86,7 +96,7 @@ public enum RouteMessages {
         // not "gone". Only AF_UNSPEC messages describe the link itself.
         guard ifi.ifi_family == UInt8(AF_UNSPEC) else { return nil }
         if removed { return .linkRemoved(index: ifi.ifi_index) }
-        let maxType = Int(IFLA_OPERSTATE) > Int(IFLA_IFNAME) ? Int(IFLA_OPERSTATE) : Int(IFLA_IFNAME)
+        let maxType = max(Int(IFLA_OPERSTATE), Int(IFLA_IFNAME), Int(IFLA_MTU))
         var tb = [UnsafePointer<nlattr>?](repeating: nil, count: maxType + 1)
         guard RNM_mnl_attr_table(nlh, UInt32(hdrLen), &tb, UInt32(maxType)) >= 0 else { return nil }
         var name = ""
@@ -97,8 +107,12 @@ public enum RouteMessages {
         if let a = tb[Int(IFLA_OPERSTATE)], mnl_attr_get_payload_len(a) >= 1 {
             oper = OperState(rawValue: mnl_attr_get_u8(a)) ?? .unknown
         }
+        var mtu: UInt32? = nil
+        if let a = tb[Int(IFLA_MTU)], mnl_attr_get_payload_len(a) >= 4 {
+            mtu = mnl_attr_get_u32(a)
+        }
         let up = ifi.ifi_flags & UInt32(IFF_UP) != 0
-        return .linkChanged(Link(index: ifi.ifi_index, name: name, isUp: up, operState: oper))
+        return .linkChanged(Link(index: ifi.ifi_index, name: name, isUp: up, operState: oper, mtu: mtu))
     }
 
     private static func parseAddress(_ nlh: UnsafePointer<nlmsghdr>, removed: Bool) -> NetEvent? {
@@ -111,7 +125,7 @@ public enum RouteMessages {
         case AF_INET6: expected = 16
         default: return nil
         }
-        let maxType = Int(IFA_FLAGS)
+        let maxType = max(Int(IFA_FLAGS), Int(IFA_PROTO))
         var tb = [UnsafePointer<nlattr>?](repeating: nil, count: maxType + 1)
         guard RNM_mnl_attr_table(nlh, UInt32(hdrLen), &tb, UInt32(maxType)) >= 0 else { return nil }
         // IFA_LOCAL is the local address (IFA_ADDRESS is the peer on point-to-point links).
@@ -132,9 +146,102 @@ public enum RouteMessages {
             valid = ci.ifa_valid
             preferred = ci.ifa_prefered
         }
+        // IFA_PROTO (Linux 6.1+): who added the address. Absent (older kernels, or nobody said): 0.
+        var proto: UInt8 = 0
+        if let p = tb[Int(IFA_PROTO)], mnl_attr_get_payload_len(p) >= 1 { proto = mnl_attr_get_u8(p) }
         return .addressChanged(
             Address(key: key, flags: AddressFlags(rawValue: flags), scope: ifa.ifa_scope,
-                validLifetime: valid, preferredLifetime: preferred))
+                validLifetime: valid, preferredLifetime: preferred, protocolID: proto))
+    }
+
+    /// rtattr_type_t values (the enum imports as a struct; these read better as plain indexes).
+    package enum RTA {
+        static let dst = Int(RTA_DST.rawValue)
+        static let oif = Int(RTA_OIF.rawValue)
+        static let gateway = Int(RTA_GATEWAY.rawValue)
+        static let priority = Int(RTA_PRIORITY.rawValue)
+        static let table = Int(RTA_TABLE.rawValue)
+        static let via = Int(RTA_VIA.rawValue)
+    }
+
+    private enum RouteDecode {
+        case event(NetEvent)
+        case ignored
+        case malformed
+    }
+
+    private static func parseRoute(_ nlh: UnsafePointer<nlmsghdr>, removed: Bool) -> RouteDecode {
+        let hdrLen = MemoryLayout<rtmsg>.size
+        guard Int(nlh.pointee.nlmsg_len) >= MemoryLayout<nlmsghdr>.size + hdrLen else { return .malformed }
+        let rtm = UnsafeRawPointer(mnl_nlmsg_get_payload(nlh))!.loadUnaligned(as: rtmsg.self)
+        // Someone else's route: not looked at any further (the common case on a router with a full table).
+        guard rtm.rtm_protocol == NetworkMark.protocolID else { return .ignored }
+        let family: IPFamily
+        switch Int32(rtm.rtm_family) {
+        case AF_INET: family = .v4
+        case AF_INET6: family = .v6
+        default: return .ignored
+        }
+        // rnm adds plain unicast routes: a blackhole, local or multicast route, a cached clone (exceptions,
+        // PMTU) or a route with a source prefix or TOS has another identity and is not one of them.
+        guard rtm.rtm_type == UInt8(RTN_UNICAST), rtm.rtm_flags & UInt32(RTM_F_CLONED) == 0,
+            rtm.rtm_src_len == 0, rtm.rtm_tos == 0
+        else { return .ignored }
+        guard rtm.rtm_dst_len <= family.maxPrefixLength else { return .malformed }
+        let maxType = RTA.via
+        var tb = [UnsafePointer<nlattr>?](repeating: nil, count: maxType + 1)
+        guard RNM_mnl_attr_table(nlh, UInt32(hdrLen), &tb, UInt32(maxType)) >= 0 else { return .malformed }
+        let size = family == .v4 ? 4 : 16
+
+        var table = UInt32(rtm.rtm_table)
+        if let a = tb[RTA.table] {
+            guard mnl_attr_get_payload_len(a) >= 4 else { return .malformed }
+            table = mnl_attr_get_u32(a)
+        }
+        let destination: IPAddress
+        if let a = tb[RTA.dst] {
+            guard let ip = address(a, size: size) else { return .malformed }
+            destination = ip
+        } else {
+            // No RTA_DST: the default route of the family (a non-zero length without one is nonsense).
+            guard rtm.rtm_dst_len == 0 else { return .malformed }
+            destination = family == .v4 ? .v4(IPv4Address(0)) : .v6(IPv6Address(high: 0, low: 0))
+        }
+        var metric: UInt32 = 0
+        if let a = tb[RTA.priority] {
+            guard mnl_attr_get_payload_len(a) >= 4 else { return .malformed }
+            metric = mnl_attr_get_u32(a)
+        }
+        let key = RouteKey(table: table, destination: IPPrefix(address: destination, length: rtm.rtm_dst_len), metric: metric)
+        if removed { return .event(.routeRemoved(key)) }
+
+        var gateway: IPAddress? = nil
+        if let a = tb[RTA.gateway] {
+            guard let ip = address(a, size: size) else { return .malformed }
+            gateway = ip
+        } else if let a = tb[RTA.via] {
+            // struct rtvia: a 16-bit address family, then the address (an IPv4 route via an IPv6 next hop).
+            let len = Int(mnl_attr_get_payload_len(a))
+            guard len >= 2, let p = mnl_attr_get_payload(a) else { return .malformed }
+            let viaFamily = Int32(p.loadUnaligned(as: UInt16.self))
+            let want = viaFamily == AF_INET ? 4 : viaFamily == AF_INET6 ? 16 : -1
+            guard want > 0, len == 2 + want,
+                let ip = IPAddress(bytes: UnsafeRawBufferPointer(start: p + 2, count: want))
+            else { return .malformed }
+            gateway = ip
+        }
+        var oif: Int32? = nil
+        if let a = tb[RTA.oif] {
+            guard mnl_attr_get_payload_len(a) >= 4 else { return .malformed }
+            oif = Int32(bitPattern: mnl_attr_get_u32(a))
+        }
+        return .event(.routeChanged(Route(key: key, gateway: gateway, oif: oif, protocolID: rtm.rtm_protocol)))
+    }
+
+    /// An address attribute of exactly `size` bytes.
+    private static func address(_ attr: UnsafePointer<nlattr>, size: Int) -> IPAddress? {
+        guard Int(mnl_attr_get_payload_len(attr)) == size, let p = mnl_attr_get_payload(attr) else { return nil }
+        return IPAddress(bytes: UnsafeRawBufferPointer(start: p, count: size))
     }
 
     /// A NUL-terminated string attribute, bounded by the attribute's length.

@@ -6,41 +6,7 @@ import Testing
 /// Decoding tests on bytes recorded from a real kernel (Fixtures/rtnetlink-events.hex).
 @Suite struct RouteMessageTests {
     /// Command → the messages it produced, as bytes.
-    static let recorded: [(command: String, messages: [[UInt8]])] = {
-        var parts = #filePath.split(separator: "/", omittingEmptySubsequences: false)
-        parts.removeLast()
-        let path = parts.joined(separator: "/") + "/Fixtures/rtnetlink-events.hex"
-        let fd = open(path, O_RDONLY)
-        precondition(fd >= 0, "cannot open \(path)")
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n <= 0 { break }
-            bytes += buf[0..<n]
-        }
-        var out: [(String, [[UInt8]])] = []
-        for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
-            if line.hasPrefix("# ip ") {
-                out.append((String(line.dropFirst(2)), []))
-            } else if !line.hasPrefix("#"), let hex = line.split(separator: " ").last, !out.isEmpty {
-                out[out.count - 1].1.append(hexBytes(hex))
-            }
-        }
-        return out
-    }()
-
-    static func hexBytes(_ s: Substring) -> [UInt8] {
-        var out: [UInt8] = []
-        var i = s.startIndex
-        while i < s.endIndex {
-            let j = s.index(i, offsetBy: 2)
-            out.append(UInt8(s[i..<j], radix: 16)!)
-            i = j
-        }
-        return out
-    }
+    static let recorded = Recording.load("rtnetlink-events.hex")
 
     static func events(after command: String) -> [NetEvent] {
         let msgs = recorded.first { $0.command == command }!.messages
@@ -55,7 +21,7 @@ import Testing
     @Test func newLink_givesIndexNameAndState() {
         let events = Self.events(after: "ip link set veth0 up; ip link set veth1 up")
         #expect(events.count == 4)
-        #expect(events.last == .linkChanged(Link(index: 3, name: "veth0", isUp: true, operState: .up)))
+        #expect(events.last == .linkChanged(Link(index: 3, name: "veth0", isUp: true, operState: .up, mtu: 1500)))
     }
 
     @Test func newAddress4_usesLocalAndPermanentFlag() {
@@ -65,6 +31,7 @@ import Testing
             return
         }
         #expect(a.key == Self.key(3, "192.0.2.10/24"))
+        #expect(a.protocolID == 0 && !a.isRNMs)  // `ip` sends no IFA_PROTO
         #expect(a.flags == .permanent)
         #expect(a.validLifetime == .max && a.preferredLifetime == .max)
         #expect(!a.isTentative && !a.isTemporary)
@@ -104,7 +71,7 @@ import Testing
 
     @Test func rename_keepsTheIndex() {
         let events = Self.events(after: "ip link set veth0 name wan9")
-        #expect(events.first == .linkChanged(Link(index: 3, name: "wan9", isUp: false, operState: .down)))
+        #expect(events.first == .linkChanged(Link(index: 3, name: "wan9", isUp: false, operState: .down, mtu: 1500)))
     }
 
     @Test func deleteLink_givesItsIndex() {
