@@ -104,3 +104,31 @@ int RNM_memfd(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
 int RNM_unshare_netns(void) { return unshare(CLONE_NEWNET); }
 
 void RNM_malloc_trim(void) { malloc_trim(0); }
+
+#include <linux/filter.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <arpa/inet.h>
+
+int RNM_netlink_route_protocol_filter(int fd, uint8_t protocol) {
+    /* Absolute loads of half words are in network byte order; nlmsg_type is in host order, hence htons. */
+    struct sock_filter code[] = {
+        /* 0 */ BPF_STMT(BPF_LD | BPF_H | BPF_ABS, offsetof(struct nlmsghdr, nlmsg_type)),
+        /* 1 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, htons(RTM_NEWROUTE), 1, 0),
+        /* 2 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, htons(RTM_DELROUTE), 0, 2),
+        /* 3 */ BPF_STMT(BPF_LD | BPF_B | BPF_ABS, NLMSG_HDRLEN + offsetof(struct rtmsg, rtm_protocol)),
+        /* 4 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, protocol, 0, 1),
+        /* 5 */ BPF_STMT(BPF_RET | BPF_K, 0xffffffff),
+        /* 6 */ BPF_STMT(BPF_RET | BPF_K, 0),
+    };
+    struct sock_fprog prog = {.len = sizeof(code) / sizeof(code[0]), .filter = code};
+    return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog));
+}
+
+#ifndef SOL_NETLINK
+#define SOL_NETLINK 270
+#endif
+
+int RNM_netlink_set_option(int fd, int option, int value) {
+    return setsockopt(fd, SOL_NETLINK, option, &value, sizeof(value));
+}

@@ -17,11 +17,21 @@ public struct NetlinkError: Error, CustomStringConvertible, Sendable {
     public var description: String { "netlink: \(operation): \(String(cString: strerror(errno))) (errno \(errno))" }
 }
 
-/// Follows links and addresses (IPv4 and IPv6) over rtnetlink with libmnl.
+/// Follows links, addresses (IPv4 and IPv6) and rnm's own routes over rtnetlink with libmnl.
 ///
-/// Runs on a dedicated thread (`run` blocks): it subscribes to the link and address groups **before** the
-/// initial dump, hands the dump to the sink as a snapshot, then streams changes. ENOBUFS (the kernel dropped
-/// notifications) triggers a fresh dump. `stop()` may be called from any thread.
+/// Runs on a dedicated thread (`run` blocks): it subscribes to the link, address and route groups **before**
+/// the initial dump, hands the dump to the sink as a snapshot followed by `.events([.routes(…)])` (rnm's
+/// routes, those marked with `NetworkMark.protocolID`), then streams changes. ENOBUFS (the kernel dropped
+/// notifications) triggers a fresh dump, handed over the same way. `stop()` may be called from any thread.
+///
+/// Routes of other protocols never reach the process: a socket filter drops their notifications in the
+/// kernel, and route dumps ask the kernel for protocol 114 only (NETLINK_GET_STRICT_CHK; older kernels send
+/// everything and the decoder skips it).
+///
+/// The kernel removes IPv4 routes without a notification when their device goes down or loses its last
+/// IPv4 address (and when the device is deleted); IPv6 says so. So after a link goes down or away, or an
+/// IPv4 address is removed, the monitor dumps rnm's routes again and appends `.routes(…)` to the events it
+/// hands over (once per batch).
 public final class RouteMonitor: AddressMonitor {
     /// Receive buffer requested with SO_RCVBUFFORCE (falls back to SO_RCVBUF without CAP_NET_ADMIN).
     public let receiveBufferSize: Int
@@ -51,18 +61,39 @@ public final class RouteMonitor: AddressMonitor {
     /// Blocks until `stop()`; calls `sink` on the calling thread. Throws only if the sockets cannot be set up.
     public func run(_ sink: (MonitorOutput) -> Void) throws {
         let groups = UInt32(RTMGRP_LINK) | UInt32(RTMGRP_IPV4_IFADDR) | UInt32(RTMGRP_IPV6_IFADDR)
+            | UInt32(RTMGRP_IPV4_ROUTE) | UInt32(RTMGRP_IPV6_ROUTE)
         let events = try MnlSocket(bus: NETLINK_ROUTE, groups: groups)
         defer { events.close() }
         events.setReceiveBuffer(receiveBufferSize)
-        let dumper = try MnlSocket(bus: NETLINK_ROUTE, groups: 0)
+        // Other protocols' route notifications are dropped by the kernel. Without the filter (it cannot fail on
+        // Linux, but if it did) they would arrive and the decoder would skip them: slower, not wrong.
+        _ = RNM_netlink_route_protocol_filter(events.fd, NetworkMark.protocolID)
+        let dumper = try Self.dumpSocket(receiveBufferSize)
         defer { dumper.close() }
-        dumper.setReceiveBuffer(receiveBufferSize)
 
         // Subscribed first, so nothing that happens during the dump is lost: it is queued on `events`.
         var started = ContinuousClock.now  // when the current dump was asked for
-        var snap = dumpUntilStable(dumper)
+        var snap = dumpUntilStable(dumper, routes: true)
         if stopped.load(ordering: .acquiring) { return }
         sink(.snapshot(links: snap.links, addresses: snap.addresses, overrun: false, since: started))
+        sink(.events([.routes(snap.routes)]))
+        // Which links are up, to notice the transitions after which the kernel drops IPv4 routes silently.
+        var linkUp: [Int32: Bool] = [:]
+        func resetLinks(_ links: [Link]) {
+            linkUp.removeAll(keepingCapacity: true)
+            for l in links { linkUp[l.index] = l.isUp }
+        }
+        resetLinks(snap.links)
+        var routesStale = false
+        func handOver(_ pending: inout [NetEvent]) {
+            if routesStale {
+                routesStale = false
+                if let routes = dumpRoutesUntilStable(dumper) { pending.append(.routes(routes)) }
+            }
+            guard !pending.isEmpty else { return }
+            sink(.events(pending))
+            pending.removeAll(keepingCapacity: true)
+        }
 
         var buffer = [UInt8](repeating: 0, count: 256 * 1024)
         var fds = [pollfd(fd: events.fd, events: Int16(POLLIN), revents: 0), pollfd(fd: wake, events: Int16(POLLIN), revents: 0)]
@@ -72,19 +103,29 @@ public final class RouteMonitor: AddressMonitor {
             let n = buffer.withUnsafeMutableBytes { recv(events.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
             if n > 0 {
                 let parsed = buffer.withUnsafeBytes { RouteMessages.parse(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
-                pending.append(contentsOf: parsed.events)
-                if pending.count >= 4096 {
-                    sink(.events(pending))
-                    pending.removeAll(keepingCapacity: true)
+                for e in parsed.events {
+                    switch e {
+                    case .linkChanged(let l):
+                        if !l.isUp, linkUp[l.index] == true { routesStale = true }
+                        linkUp[l.index] = l.isUp
+                    case .linkRemoved(let index):
+                        linkUp[index] = nil
+                        routesStale = true
+                    case .addressRemoved(let k) where k.address.family == .v4:
+                        routesStale = true
+                    default:
+                        break
+                    }
                 }
+                pending.append(contentsOf: parsed.events)
+                if pending.count >= 4096 { handOver(&pending) }
                 continue
             }
             if n == 0 { continue }
             switch errno {
             case EAGAIN:
-                if !pending.isEmpty {
-                    sink(.events(pending))
-                    pending.removeAll(keepingCapacity: true)
+                if !pending.isEmpty || routesStale {
+                    handOver(&pending)
                     continue
                 }
                 fds[0].revents = 0
@@ -98,13 +139,16 @@ public final class RouteMonitor: AddressMonitor {
                 started = ContinuousClock.now
                 overrunCount.add(1, ordering: .relaxed)
                 pending.removeAll(keepingCapacity: true)
+                routesStale = false
                 // What is still queued predates the overflow, and the notifications that followed it were
                 // dropped: applied after the dump, it would resurrect stale state (an add whose delete was
                 // lost). Discard it; the dump below covers all of it.
                 discardQueued(events.fd, &buffer)
-                snap = dumpUntilStable(dumper)
+                snap = dumpUntilStable(dumper, routes: true)
                 if stopped.load(ordering: .acquiring) { return }
                 sink(.snapshot(links: snap.links, addresses: snap.addresses, overrun: true, since: started))
+                sink(.events([.routes(snap.routes)]))
+                resetLinks(snap.links)
             default:
                 // Unexpected: back off briefly so a persistent error cannot spin a core.
                 var ts = timespec(tv_sec: 0, tv_nsec: 100_000_000)
@@ -115,10 +159,31 @@ public final class RouteMonitor: AddressMonitor {
 
     /// One dump of links and addresses, without subscribing (for `rnmd --render`).
     public func snapshot() throws -> (links: [Link], addresses: [Address]) {
-        let sock = try MnlSocket(bus: NETLINK_ROUTE, groups: 0)
+        let sock = try Self.dumpSocket(receiveBufferSize)
         defer { sock.close() }
+        let snap = dumpUntilStable(sock, routes: false)
+        return (snap.links, snap.addresses)
+    }
+
+    /// One dump of rnm's routes (IPv4 and IPv6, every table), without subscribing.
+    public func routes() throws -> [Route] {
+        let sock = try Self.dumpSocket(receiveBufferSize)
+        defer { sock.close() }
+        var attempt = 0
+        while true {
+            attempt += 1
+            let (routes, interrupted) = try dumpRoutes(sock)
+            if !interrupted || attempt >= 10 { return routes }
+        }
+    }
+
+    /// The socket dumps are asked on. Strict checking makes the kernel honour the route dump's protocol
+    /// filter (Linux 4.20+); the link and address dump requests are all zeros, which it accepts too.
+    private static func dumpSocket(_ receiveBufferSize: Int) throws -> MnlSocket {
+        let sock = try MnlSocket(bus: NETLINK_ROUTE, groups: 0)
         sock.setReceiveBuffer(receiveBufferSize)
-        return dumpUntilStable(sock)
+        _ = RNM_netlink_set_option(sock.fd, NETLINK_GET_STRICT_CHK, 1)
+        return sock
     }
 
     /// Discards what the socket had queued at the overflow: at most a receive buffer's worth of bytes, so a
@@ -135,29 +200,74 @@ public final class RouteMonitor: AddressMonitor {
         }
     }
 
-    /// Links then addresses; repeated while the kernel marks the dump as interrupted.
-    private func dumpUntilStable(_ sock: MnlSocket) -> (links: [Link], addresses: [Address]) {
+    private struct Dump {
+        var links: [Link] = []
+        var addresses: [Address] = []
+        var routes: [Route] = []
+    }
+
+    /// Links, addresses and (with `routes`) rnm's routes; repeated while the kernel marks a dump as
+    /// interrupted.
+    private func dumpUntilStable(_ sock: MnlSocket, routes withRoutes: Bool) -> Dump {
         var attempt = 0
         while true {
             attempt += 1
             do {
                 let (links, li) = try dump(sock, type: UInt16(RTM_GETLINK), headerSize: MemoryLayout<ifinfomsg>.size)
                 let (addresses, ai) = try dump(sock, type: UInt16(RTM_GETADDR), headerSize: MemoryLayout<ifaddrmsg>.size)
-                if (li || ai) && attempt < 10 { continue }
-                var ls: [Link] = []
-                var addrs: [Address] = []
-                for e in links { if case .linkChanged(let l) = e { ls.append(l) } }
-                for e in addresses { if case .addressChanged(let a) = e { addrs.append(a) } }
-                return (ls, addrs)
+                var out = Dump()
+                var ri = false
+                if withRoutes { (out.routes, ri) = try dumpRoutes(sock) }
+                if (li || ai || ri) && attempt < 10 { continue }
+                for e in links { if case .linkChanged(let l) = e { out.links.append(l) } }
+                for e in addresses { if case .addressChanged(let a) = e { out.addresses.append(a) } }
+                return out
             } catch {
-                if stopped.load(ordering: .acquiring) { return ([], []) }
+                if stopped.load(ordering: .acquiring) { return Dump() }
                 var ts = timespec(tv_sec: 0, tv_nsec: 50_000_000)
                 nanosleep(&ts, nil)
             }
         }
     }
 
-    private func dump(_ sock: MnlSocket, type: UInt16, headerSize: Int) throws -> ([NetEvent], Bool) {
+    /// rnm's routes alone, repeated while interrupted; nil if `stop()` was called meanwhile.
+    private func dumpRoutesUntilStable(_ sock: MnlSocket) -> [Route]? {
+        var attempt = 0
+        while !stopped.load(ordering: .acquiring) {
+            attempt += 1
+            do {
+                let (routes, interrupted) = try dumpRoutes(sock)
+                if !interrupted || attempt >= 10 { return routes }
+            } catch {
+                var ts = timespec(tv_sec: 0, tv_nsec: 50_000_000)
+                nanosleep(&ts, nil)
+            }
+        }
+        return nil
+    }
+
+    /// RTM_GETROUTE for IPv4 then IPv6, every table, asking for protocol 114 only (honoured with strict
+    /// checking; the decoder drops other protocols either way).
+    private func dumpRoutes(_ sock: MnlSocket) throws -> ([Route], Bool) {
+        var routes: [Route] = []
+        var interrupted = false
+        for family in [AF_INET, AF_INET6] {
+            let (events, i) = try dump(sock, type: UInt16(RTM_GETROUTE), headerSize: MemoryLayout<rtmsg>.size) { header in
+                let rtm = header.assumingMemoryBound(to: rtmsg.self)
+                rtm.pointee.rtm_family = UInt8(family)
+                rtm.pointee.rtm_protocol = NetworkMark.protocolID
+            }
+            interrupted = interrupted || i
+            for e in events { if case .routeChanged(let r) = e { routes.append(r) } }
+        }
+        return (routes, interrupted)
+    }
+
+    /// One dump request. `fill` may set fields of the (zeroed) family header; left alone, family AF_UNSPEC
+    /// means every family.
+    private func dump(
+        _ sock: MnlSocket, type: UInt16, headerSize: Int, fill: (UnsafeMutableRawPointer) -> Void = { _ in }
+    ) throws -> ([NetEvent], Bool) {
         var req = [UInt8](repeating: 0, count: MemoryLayout<nlmsghdr>.size + headerSize)
         let seq = sock.nextSequence()
         req.withUnsafeMutableBytes { raw in
@@ -165,7 +275,7 @@ public final class RouteMonitor: AddressMonitor {
             nlh.pointee.nlmsg_type = type
             nlh.pointee.nlmsg_flags = UInt16(NLM_F_REQUEST | NLM_F_DUMP)
             nlh.pointee.nlmsg_seq = seq
-            _ = mnl_nlmsg_put_extra_header(nlh, headerSize)  // zeroed: family AF_UNSPEC = every family
+            fill(mnl_nlmsg_put_extra_header(nlh, headerSize)!)  // zeroed
         }
         try sock.send(req)
         var events: [NetEvent] = []

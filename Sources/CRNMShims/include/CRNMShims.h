@@ -49,3 +49,13 @@ int RNM_unshare_netns(void);
 
 /// malloc_trim(0): hands freed heap back to the kernel after a large load.
 void RNM_malloc_trim(void);
+
+/// Attaches a classic BPF filter to a NETLINK_ROUTE socket subscribed to the route groups: RTM_NEWROUTE and
+/// RTM_DELROUTE notifications are delivered only if their rtm_protocol is `protocol`; every other message
+/// passes. The kernel drops the rest before queuing them, so a router's full BGP table neither costs a
+/// wakeup nor fills the receive buffer (an overrun). Returns 0 or -1 with errno.
+int RNM_netlink_route_protocol_filter(int fd, uint8_t protocol);
+
+/// setsockopt(fd, SOL_NETLINK, option, &value, sizeof(int)): NETLINK_EXT_ACK, NETLINK_CAP_ACK,
+/// NETLINK_GET_STRICT_CHK. Returns 0 or -1 with errno.
+int RNM_netlink_set_option(int fd, int option, int value);
