@@ -56,7 +56,9 @@ public enum NetworkPlan {
                 }
                 oif = link.index
             }
-            out.append(Route(key: RouteKey(table: rc.table, destination: rc.to, metric: rc.metric ?? 0), gateway: rc.via, oif: oif))
+            // The kernel stores an IPv6 route's metric 0 as 1024 (its default); compare like with like.
+            let metric = rc.metric.map { $0 == 0 && rc.to.address.family == .v6 ? 1024 : $0 } ?? (rc.to.address.family == .v6 ? 1024 : 0)
+            out.append(Route(key: RouteKey(table: rc.table, destination: rc.to, metric: metric), gateway: rc.via, oif: oif))
         }
         return (out, waiting)
     }

@@ -135,10 +135,12 @@ public enum Daemon {
         let backend: NftablesBackend
         let monitor: RouteMonitor
         let watcher: NftablesWatcher
+        let network: NetlinkConfigurator
         do {
             backend = try NftablesBackend()
             monitor = try RouteMonitor(receiveBufferSize: options.netlinkBuffer)
             watcher = try NftablesWatcher(table: config.table, receiveBuffer: options.nftBuffer)
+            network = try NetlinkConfigurator()
         } catch {
             logger.critical("cannot open netlink sockets: \(error)")
             return 1
@@ -157,7 +159,7 @@ public enum Daemon {
                 config: config, configPath: options.configPath, monitor: monitor, backend: backend, watcher: watcher,
                 logger: logger, clocks: .system, store: FileStore(directory: config.stateDir), control: config.control,
                 version: version, loadConfig: { path throws(ConfigError) in try ConfigLoader.load(path: path) },
-                onFinish: { _ = pthread_kill(mainThread, SIGUSR2) })
+                onFinish: { _ = pthread_kill(mainThread, SIGUSR2) }, network: network)
         } catch {
             logger.critical("not starting: \(error)")
             return 1
