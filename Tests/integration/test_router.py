@@ -18,6 +18,7 @@ asserted on real packets.
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 
@@ -26,6 +27,8 @@ from rnmtest import RNMD, NetNS, NftMonitor, assert_converged
 
 TABLE = "rnmt"
 CLIENT = "203.0.113.2"
+CLIENT6 = "2001:db8:1::2"
+WAN_ADDR6 = "2001:db8:1::1"
 WAN_ADDR = "203.0.113.1"
 WAN_ADDR2 = "203.0.113.7"
 ROUTER_LAN = "192.168.1.1"
@@ -57,12 +60,14 @@ def router_config(tmp_path, **changes):
             {"to": "fd00:20::/48", "via": "fd00:1::10"},
             {"to": "10.30.0.0/16", "dev": "lan0", "metric": 100},
             {"to": "10.40.0.0/16", "via": SERVER, "table": 100},
+            {"to": "default", "via": SERVER, "table": 100},
         ],
         "forwarding": True,
         "masquerade": [{"from": "lan", "to": "wan"}],
         "forwards": [
             {"zone": "wan", "proto": "tcp", "port": 8080, "to": SERVER, "to_port": 80, "hairpin": True},
             {"zone": "wan", "proto": "udp", "port": "6000-6001", "to": SERVER, "to_port": "7000-7001"},
+            {"zone": "wan", "proto": "tcp", "port": 8443, "to": "fd00:1::10", "to_port": 80},
         ],
         "rules": [str(tpl)],
     }
@@ -88,14 +93,18 @@ def router_yaml(config):
 
 # --- Programs run inside the namespaces -----------------------------------------------------------------------
 
-# Listens on the given tcp/PORT and udp/PORT; answers every connection or datagram with "<peer address> <port>".
+# Listens on the given tcp/PORT and udp/PORT (tcp6/PORT: IPv6); answers every connection or datagram with "<peer address> <port>".
 ECHO = r"""
 import selectors, socket, sys
 sel = selectors.DefaultSelector()
 for spec in sys.argv[1:]:
     proto, port = spec.split("/")
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
+    family = socket.AF_INET6 if proto.endswith("6") else socket.AF_INET
+    proto = proto.rstrip("6")
+    s = socket.socket(family, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
     s.bind(("", int(port)))
     if proto == "tcp":
         s.listen(16)
@@ -127,7 +136,7 @@ if proto == "tcp":
         data += b
     print(data.decode().strip())
 else:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
     s.settimeout(timeout / 4)
     for _ in range(4):
         s.sendto(b"?", (host, port))
@@ -202,6 +211,9 @@ class Topology:
         s.ip("-6", "route", "add", "default", "via", "fd00:1::1")
         c.ip("link", "set", "eth0", "up")
         c.ip("addr", "add", f"{CLIENT}/24", "dev", "eth0")
+        c.ip("addr", "add", f"{CLIENT6}/64", "dev", "eth0", "nodad")
+        # Elsewhere on the internet: the client sends it to the router, which has no address there.
+        c.ip("route", "add", "198.51.100.0/24", "via", WAN_ADDR)
         l.ip("link", "set", "eth0", "up")
         l.ip("addr", "add", f"{LANCLIENT}/24", "dev", "eth0")
         l.ip("route", "add", "default", "via", ROUTER_LAN)
@@ -209,7 +221,8 @@ class Topology:
         # What a DHCP client would have put on wan0: an address with a lease lifetime and the default route.
         r.ip("addr", "add", f"{WAN_ADDR}/24", "dev", "wan0", "valid_lft", "3600", "preferred_lft", "3600")
         r.ip("route", "add", "default", "via", CLIENT, "dev", "wan0", "proto", "dhcp")
-        self._echo(s, "tcp/80", "udp/7000", "udp/7001")
+        r.ip("addr", "add", f"{WAN_ADDR6}/64", "dev", "wan0", "valid_lft", "3600", "preferred_lft", "3600", "nodad")
+        self._echo(s, "tcp/80", "tcp6/80", "udp/7000", "udp/7001")
         self._echo(l, "tcp/80")
         self._echo(c, "tcp/9000")
 
@@ -378,14 +391,15 @@ def test_addresses_link_routes_and_forwarding_are_applied_at_start_and_shown_in_
     # rnm's routes are the configured ones, marked as its own; the DHCP client's default route is untouched.
     mine = rnm_routes(r)
     assert set(mine) == {("main", "10.20.0.0/16"), ("main", "fd00:20::/48"), ("main", "10.30.0.0/16"),
-                         ("100", "10.40.0.0/16")}, mine
+                         ("100", "10.40.0.0/16"), ("100", "default")}, mine
     assert mine[("main", "10.30.0.0/16")]["dev"] == "lan0" and "gateway" not in mine[("main", "10.30.0.0/16")]
     assert routes(r)[("main", "default")]["gateway"] == CLIENT and routes(r)[("main", "default")]["protocol"] == "dhcp"
     assert addresses(r, "wan0") >= {f"{WAN_ADDR}/24"}
     # Real packets on the routes: a gateway route, a device route, IPv6 (once DAD let fd00:1::1 be used).
     assert ping(r, "10.20.0.1") and ping(r, "10.30.0.1")
     wait_for("ping fd00:20::1 over the IPv6 route", lambda: ping(r, "fd00:20::1", v6=True), d)
-    assert r.ip("route", "show", "table", "100").split()[:3] == ["10.40.0.0/16", "via", SERVER]
+    table100 = r.ip("route", "show", "table", "100")
+    assert f"default via {SERVER} dev lan0 proto 114" in table100 and f"10.40.0.0/16 via {SERVER} dev lan0 proto 114" in table100, table100
 
     net = status(d)["network"]
     assert net["managed"] is True and net["forwarding"] is True, net
@@ -394,7 +408,7 @@ def test_addresses_link_routes_and_forwarding_are_applied_at_start_and_shown_in_
         ("lan0", "10.55.0.1/24"): "present"}, net["addresses"]
     shown = {(x["to"], x["table"]): x for x in net["routes"]}
     assert set(shown) == {("10.20.0.0/16", 254), ("fd00:20::/48", 254), ("10.30.0.0/16", 254),
-                          ("10.40.0.0/16", 100)}, net["routes"]
+                          ("10.40.0.0/16", 100), ("default", 100)}, net["routes"]
     assert all(x["state"] == "present" for x in net["routes"]), net["routes"]
     assert shown[("10.20.0.0/16", 254)]["via"] == SERVER and shown[("10.30.0.0/16", 254)]["metric"] == 100
     assert net["failures"] == {}, net
@@ -434,23 +448,26 @@ def test_drift_is_restored_removal_by_config_and_foreign_addresses_and_routes_ar
     # The config drops an address and two routes (one IPv6) and brings a new address and a new route: the plan
     # names exactly these, a reload applies them, nothing foreign moves.
     new = dict(config, interfaces=[config["interfaces"][0], lan0(("192.168.1.1/24", "fd00:1::1/64", "10.56.0.1/24"))],
-               routes=[{"to": "10.20.0.0/16", "via": SERVER}, {"to": "10.40.0.0/16", "via": SERVER, "table": 100},
+               routes=[{"to": "10.20.0.0/16", "via": SERVER}, {"to": "10.40.0.0/16", "via": LANCLIENT, "table": 100},
                        {"to": "10.60.0.0/16", "via": SERVER, "metric": 50}])
     d.write_config(new)
     p = plan(d)
     assert p["in_sync"] is False and p["config_changed"] is True, p
     ops = p["network"]
-    assert len(ops) == 5, ops
+    assert len(ops) == 7, ops
     assert "add address 10.56.0.1/24 on lan0" in ops, ops
     assert "remove address 10.55.0.1/24 from lan0 (no longer in the config)" in ops, ops
-    for prefix, dst in (("add route", "10.60.0.0/16"), ("remove route", "10.30.0.0/16"), ("remove route", "fd00:20::/48")):
+    for prefix, dst in (("add route", "10.60.0.0/16"), ("remove route", "10.30.0.0/16"), ("remove route", "fd00:20::/48"),
+                        ("replace route", "10.40.0.0/16 table 100 via 192.168.1.20"), ("remove route", "default table 100")):
         assert any(op.startswith(f"{prefix} {dst}") for op in ops), (prefix, dst, ops)
+    loads = table_loads(d)
     assert d.ctl("reload").returncode == 0
-    wait_network(r, d, new)
+    wait_network(r, d, new)  # (10.40.0.0/16 in table 100 now via the new gateway)
     wait_for("removed from the config: gone", lambda: "10.55.0.1/24" not in addresses(r, "lan0")
              and set(rnm_routes(r)) == {("main", "10.20.0.0/16"), ("100", "10.40.0.0/16"), ("main", "10.60.0.0/16")}, d)
     assert ping(r, "10.20.0.1") and not ping(r, "10.30.0.1")
     assert "172.16.5.1/24" in addresses(r, "lan0") and foreign_routes(r) == foreign
+    assert table_loads(d) == loads  # addresses and routes only: the rules did not change
     c = counters(d)
     assert c.get("drift_address") == 1 and c.get("drift_route") == 1, c  # its own removals are no drift
     p = plan(d)
@@ -478,23 +495,31 @@ def test_a_route_whose_gateway_is_not_reachable_yet_is_retried_when_the_link_or_
     config = router_config(tmp_path)
     config["interfaces"].append({"name": "lan1", "zone": "lan", "addresses": ["192.168.3.1/24"]})
     config["routes"] += [{"to": "10.70.0.0/16", "via": "192.168.3.10"},  # through lan1, which does not exist yet
-                         {"to": "10.80.0.0/16", "via": "192.168.4.10"}]  # through an address lan0 does not have yet
+                         {"to": "10.80.0.0/16", "via": "192.168.4.10"},  # through an address lan0 does not have yet
+                         {"to": "10.90.0.0/16", "dev": "lan1"}]  # a device route on the missing interface
     d = daemons(r, config)
-    present_now = dict(config, interfaces=config["interfaces"][:2], routes=config["routes"][:4])
+    present_now = dict(config, interfaces=config["interfaces"][:2], routes=config["routes"][:-3])
     wait_network(r, d, present_now)
 
     def state(to):
         return {x["to"]: x["state"] for x in status(d)["network"]["routes"]}.get(to)
 
     pending = ("failed", "waiting", "missing")
-    wait_for("both routes reported as not applied",
-             lambda: (state("10.70.0.0/16") or "").startswith(pending) and (state("10.80.0.0/16") or "").startswith(pending), d)
+    wait_for("the routes reported as not applied",
+             lambda: all((state(to) or "").startswith(pending) for to in ("10.70.0.0/16", "10.80.0.0/16", "10.90.0.0/16")), d)
+    assert state("10.90.0.0/16") == "waiting: interface lan1 is not present"
     net = status(d)["network"]
     assert {(a["interface"], a["address"]): a["state"] for a in net["addresses"]}[("lan1", "192.168.3.1/24")] \
         == "waiting for the interface", net["addresses"]
     assert ("main", "10.70.0.0/16") not in routes(r) and ("main", "10.80.0.0/16") not in routes(r)
     ops = plan(d)["network"]
     assert any(op.startswith("add route 10.70.0.0/16") for op in ops) and any(op.startswith("add route 10.80.0.0/16") for op in ops), ops
+    # The same in the text forms.
+    text = d.ctl("plan").stdout
+    assert "network: add route 10.70.0.0/16 via 192.168.3.10" in text, text
+    text = d.ctl("status").stdout
+    assert "network (forwarding on):" in text and "192.168.3.1/24 on lan1: waiting for the interface" in text, text
+    assert re.search(r"route 10\.70\.0\.0/16 via 192\.168\.3\.10: (failed|waiting)", text), text
 
     # The link appears (down, as a new veth does): rnm brings it up, gives it its address, then the route follows.
     r.ip("link", "add", "lan1", "type", "veth", "peer", "name", "opt0", "netns", s.name)
@@ -506,7 +531,8 @@ def test_a_route_whose_gateway_is_not_reachable_yet_is_retried_when_the_link_or_
     assert "UP" in link(r, "lan1")["flags"] and "192.168.3.1/24" in addresses(r, "lan1")
     assert ping(r, "10.70.0.1")
     wait_for("lan1's forwarding sysctl", lambda: sysctl(r, "net.ipv4.conf.lan1.forwarding") == "1", d, 2)
-    assert state("10.70.0.0/16") == "present"
+    wait_for("device route 10.90.0.0/16 on lan1", lambda: rnm_routes(r).get(("main", "10.90.0.0/16"), {}).get("dev") == "lan1", d, 2)
+    assert state("10.70.0.0/16") == "present" and state("10.90.0.0/16") == "present"
     assert (state("10.80.0.0/16") or "").startswith(pending)
 
     # The address appears (not rnm's: another tool's, on lan0): the route through it follows.
@@ -521,6 +547,143 @@ def test_a_route_whose_gateway_is_not_reachable_yet_is_retried_when_the_link_or_
     assert p["network"] == [] and p["in_sync"] is True, p
     assert counters(d).get("drift_route", 0) == 0
     assert_converged(r, d)
+
+    # The interface goes away and comes back (a new index): address, link, routes and its sysctl again.
+    r.ip("link", "del", "lan1")
+    wait_for("routes through lan1 reported as not applied",
+             lambda: state("10.90.0.0/16") == "waiting: interface lan1 is not present"
+             and (state("10.70.0.0/16") or "").startswith(pending), d)
+    r.ip("link", "add", "lan1", "type", "veth", "peer", "name", "opt0", "netns", s.name)
+    s.ip("link", "set", "opt0", "up")
+    s.ip("addr", "add", "192.168.3.10/24", "dev", "opt0")
+    wait_network(r, d, config)
+    assert ping(r, "10.70.0.1")
+    wait_for("lan1's forwarding sysctl again", lambda: sysctl(r, "net.ipv4.conf.lan1.forwarding") == "1"
+             and sysctl(r, "net.ipv6.conf.lan1.forwarding") == "1", d, 2)
+    p = plan(d)
+    assert p["network"] == [] and p["in_sync"] is True, p
+    assert_converged(r, d)
+
+
+def test_forwarding_turned_on_by_a_reload(topo, daemons, tmp_path):
+    r, client = topo.router, topo.client
+    config = router_config(tmp_path, forwarding=False)
+    d = start(topo, daemons, config)
+    assert sysctl(r, "net.ipv4.conf.lan0.forwarding") == "0" and status(d)["network"]["forwarding"] is False
+    assert ask(client, "tcp", WAN_ADDR, 8080, timeout=1) is None  # DNAT alone does not forward
+    d.write_config(dict(config, forwarding=True))
+    p = plan(d)
+    assert sorted(p["network"]) == ["sysctl net.ipv4.conf.lan0.forwarding = 1", "sysctl net.ipv4.conf.wan0.forwarding = 1",
+                                    "sysctl net.ipv6.conf.all.forwarding = 1", "sysctl net.ipv6.conf.lan0.forwarding = 1",
+                                    "sysctl net.ipv6.conf.wan0.forwarding = 1"], p
+    assert p["in_sync"] is False
+    assert d.ctl("reload").returncode == 0
+    keys = ("ipv4.conf.lan0", "ipv4.conf.wan0", "ipv6.conf.all", "ipv6.conf.lan0", "ipv6.conf.wan0")
+    wait_for("forwarding sysctls set", lambda: all(sysctl(r, f"net.{k}.forwarding") == "1" for k in keys), d, 2)
+    assert status(d)["network"]["forwarding"] is True
+    assert ask(client, "tcp", WAN_ADDR, 8080) == (CLIENT, 80), d.log_tail()
+    assert plan(d)["in_sync"] is True
+
+
+def test_what_is_removed_while_notifications_are_lost_is_restored_after_the_resync(topo, daemons, tmp_path):
+    """An overrun (small receive buffer, rnmd stopped while thousands of address changes queue up) hides the
+    removal of one of rnm's addresses and one of its routes: the resync's dump finds them missing."""
+    r, s = topo.router, topo.server
+    r.ip("link", "add", "junk0", "type", "veth", "peer", "name", "junk1")
+    r.ip("link", "set", "junk0", "up")
+    config = router_config(tmp_path)
+    d = daemons(r, config, extra_args=["--netlink-buffer", "65536"])
+    wait_network(r, d, config)
+    d.signal(signal.SIGSTOP)
+    try:
+        lines = []
+        for i in range(2500):
+            a = f"10.{100 + i // 250}.{i % 250}.1/32"
+            lines += [f"addr add {a} dev junk0", f"addr del {a} dev junk0"]
+        lines += ["addr del 10.55.0.1/24 dev lan0", "route del 10.20.0.0/16",
+                  f"route add 10.99.0.0/16 via {SERVER} proto static"]
+        r.ip_batch(lines)
+    finally:
+        d.signal(signal.SIGCONT)
+    d.wait_for_log("netlink overrun", timeout=10)
+    wait_network(r, d, config)
+    assert ping(r, "10.20.0.1")
+    assert foreign_routes(r)[("main", "10.99.0.0/16")]["gateway"] == SERVER
+    wait_for("both counted as drift", lambda: counters(d).get("drift_address") == 1 and counters(d).get("drift_route") == 1, d, 2)
+    assert_converged(r, d)
+
+
+def test_after_a_restart_rnm_removes_only_what_it_marked_as_its_own(topo, daemons, tmp_path):
+    """No memory across restarts: rnm knows its addresses and routes by their marks (IFA_PROTO and protocol 114)."""
+    r = topo.router
+    config = router_config(tmp_path)
+    d = start(topo, daemons, config)
+    r.ip("addr", "add", "172.16.5.1/24", "dev", "lan0")
+    r.ip("route", "add", "10.99.0.0/16", "via", SERVER, "proto", "static")
+    foreign = foreign_routes(r)
+    code, _ = d.stop()
+    assert code == 0
+    time.sleep(0.2)
+    # Like the table, the network stays as it is when rnmd stops.
+    assert network_problems(r, config) == []
+    new = dict(config, interfaces=[config["interfaces"][0], lan0(("192.168.1.1/24", "fd00:1::1/64"))],
+               routes=[config["routes"][0], config["routes"][3]])
+    d.write_config(new)
+    d.start()
+    wait_for("rnm's own address and routes removed after the restart", lambda: "10.55.0.1/24" not in addresses(r, "lan0")
+             and set(rnm_routes(r)) == {("main", "10.20.0.0/16"), ("100", "10.40.0.0/16")}, d)
+    time.sleep(0.3)
+    assert network_problems(r, new) == []
+    assert "172.16.5.1/24" in addresses(r, "lan0") and foreign_routes(r) == foreign
+    c = counters(d)
+    assert c.get("drift_address", 0) == 0 and c.get("drift_route", 0) == 0, c
+    p = plan(d)
+    assert p["network"] == [] and p["in_sync"] is True, p
+
+
+def test_a_link_set_down_by_someone_comes_back_with_its_addresses_and_routes(topo, daemons, tmp_path):
+    """Setting lan0 down makes the kernel drop its IPv6 address and every route through it (IPv4 ones without a
+    notification); rnm brings the link up and puts back what it keeps."""
+    r = topo.router
+    config = router_config(tmp_path)
+    d = start(topo, daemons, config)
+    wait_for("ping fd00:20::1 over the IPv6 route", lambda: ping(r, "fd00:20::1", v6=True), d)
+    r.ip("link", "set", "lan0", "down")
+    wait_network(r, d, config)
+    assert ping(r, "10.20.0.1") and ping(r, "10.30.0.1")
+    wait_for("ping fd00:20::1 again", lambda: ping(r, "fd00:20::1", v6=True), d)
+    assert ask(topo.client, "tcp", WAN_ADDR, 8080) == (CLIENT, 80), d.log_tail()
+    net = status(d)["network"]
+    assert all(x["state"] == "present" for x in net["routes"] + net["addresses"]) and net["failures"] == {}, net
+    # The MTU too.
+    r.ip("link", "set", "lan0", "mtu", "1500")
+    wait_for("lan0's MTU back to 1400", lambda: link(r, "lan0")["mtu"] == 1400, d, 3)
+    assert_converged(r, d)
+
+
+def test_a_configured_route_that_exists_as_someone_elses_is_left_alone_and_reported(topo, daemons, tmp_path):
+    r = topo.router
+    # lan0 set up by hand before rnmd starts: its address is one the config lists (rnm takes it as it is), and a
+    # route to 10.20.0.0/16 that is not rnm's, through another gateway.
+    r.ip("link", "set", "lan0", "up", "mtu", "1400")
+    r.ip("addr", "add", "192.168.1.1/24", "dev", "lan0")
+    r.ip("route", "add", "10.20.0.0/16", "via", LANCLIENT, "proto", "static")
+    theirs = routes(r)[("main", "10.20.0.0/16")]
+    config = router_config(tmp_path)
+    d = daemons(r, config)
+    wait_network(r, d, dict(config, routes=config["routes"][1:]))
+    wait_for("the clash reported in status",
+             lambda: {x["to"]: x["state"] for x in status(d)["network"]["routes"]}["10.20.0.0/16"].startswith("failed"), d)
+    time.sleep(0.3)
+    assert routes(r)[("main", "10.20.0.0/16")] == theirs
+    assert ("main", "10.20.0.0/16") not in rnm_routes(r)
+    net = status(d)["network"]
+    assert "not rnm's" in {x["to"]: x["state"] for x in net["routes"]}["10.20.0.0/16"], net["routes"]
+    assert [a["state"] for a in net["addresses"]] == ["present"] * 3, net["addresses"]
+    assert counters(d).get("drift_route", 0) == 0
+    d.ctl("reload", check=True)
+    time.sleep(0.3)
+    assert routes(r)[("main", "10.20.0.0/16")] == theirs
 
 
 # --- Masquerade, forwards, hairpin ------------------------------------------------------------------------------
@@ -554,8 +717,14 @@ def test_masquerade_and_port_forwards_survive_a_dhcp_address_change_without_a_re
     assert ask(client, "tcp", WAN_ADDR, 8080) == (CLIENT, 80), d.log_tail()
     assert ask(client, "udp", WAN_ADDR, 6000) == (CLIENT, 7000), d.log_tail()
     assert ask(client, "udp", WAN_ADDR, 6001) == (CLIENT, 7001), d.log_tail()
-    # Only what is forwarded gets through: the server's port 80 is not reachable on the WAN address's port 80.
+    # IPv6: to the router's IPv6 WAN address (the zone's v6 set), DNAT to the server's IPv6 address (once DAD is
+    # done with the router's fd00:1::1, the server's gateway).
+    wait_for("fd00:1::1 usable", lambda: not any(a.get("tentative") for a in r.addresses()["lan0"]), d)
+    assert ask(client, "tcp", WAN_ADDR6, 8443) == (CLIENT6, 80), d.log_tail()
+    # Only what is forwarded gets through: the server's port 80 is not reachable on the WAN address's port 80,
+    # nor is port 8080 of an address that is not the zone's (arriving on wan0 all the same).
     assert ask(client, "tcp", WAN_ADDR, 80, timeout=1) is None
+    assert ask(client, "tcp", "198.51.100.5", 8080, timeout=1) is None
 
     loads = table_loads(d)
     mon = monitor_factory(r)
@@ -600,19 +769,47 @@ def test_hairpin_lets_a_lan_client_reach_the_server_through_the_wan_address(topo
     assert ask(lc, "tcp", WAN_ADDR2, 8080) == (ROUTER_LAN, 80), d.log_tail()
 
 
+def test_nat_changes_follow_a_reload_in_one_transaction_and_are_repaired_like_the_templates(topo, daemons, tmp_path, monitor_factory):
+    r, client, server = topo.router, topo.client, topo.server
+    config = router_config(tmp_path)
+    d = start(topo, daemons, config)
+    assert ask(server, "tcp", CLIENT, 9000) == (WAN_ADDR, 9000)
+    mon = monitor_factory(r)
+    loads = table_loads(d)
+    # A new forward (to the LAN client), no more masquerade, the rest as it was.
+    new = dict(config, masquerade=[],
+               forwards=config["forwards"] + [{"zone": "wan", "proto": "tcp", "port": 8081, "to": LANCLIENT, "to_port": 80}])
+    d.write_config(new)
+    assert d.ctl("reload").returncode == 0
+    time.sleep(0.3)
+    assert mon.transactions(d.pid) == 1 and table_loads(d) == loads + 1, mon.lines
+    assert ask(client, "tcp", WAN_ADDR, 8081) == (CLIENT, 80), d.log_tail()
+    assert ask(client, "tcp", WAN_ADDR, 8080) == (CLIENT, 80), d.log_tail()
+    # Without masquerade the server's packets reach the client with its own address; the client has no way back.
+    assert ask(server, "tcp", CLIENT, 9000, timeout=1) is None
+    # The generated chains are part of our table: someone flushing one is drift, repaired.
+    r.nft("flush", "chain", "inet", TABLE, "rnm_prerouting")
+    wait_for("rnm_prerouting repaired", lambda: "dnat" in r.nft("list", "chain", "inet", TABLE, "rnm_prerouting"), d, 2)
+    assert ask(client, "tcp", WAN_ADDR, 8081) == (CLIENT, 80), d.log_tail()
+    r.nft("flush", "chain", "inet", TABLE, "rnm_forward")
+    wait_for("rnm_forward repaired", lambda: "accept" in r.nft("list", "chain", "inet", TABLE, "rnm_forward"), d, 2)
+    assert ask(client, "tcp", WAN_ADDR, 8080) == (CLIENT, 80), d.log_tail()
+    assert d.ctl("plan").stdout == f"table inet {TABLE}: in sync\n"
+
+
 # --- Bad input ------------------------------------------------------------------------------------------------
 
 # Each case: what to add to the good config, where the error points (the text of the offending value as
 # router_yaml writes it), the field, and what the message must say.
 BAD = {
     "overlapping forwards": ("forwards", {"zone": "wan", "proto": "tcp", "port": "8070-8090", "to": SERVER},
-                             '"8070-8090"', "forwards[2].port", "tcp ports 8070-8090 on zone wan overlap the forward at {first} (8080)"),
+                             '"8070-8090"', "forwards[{i}].port", "tcp ports 8070-8090 on zone wan overlap the forward at {first} (8080)"),
     "port out of range": ("forwards", {"zone": "wan", "proto": "udp", "port": 70000, "to": SERVER},
-                          "70000", "forwards[2].port", "port 70000 is out of range (1–65535)"),
+                          "70000", "forwards[{i}].port", "port 70000 is out of range (1–65535)"),
     "target outside every zone": ("forwards", {"zone": "wan", "proto": "tcp", "port": 9000, "to": "10.99.0.1"},
-                                  '"10.99.0.1"', "forwards[2].to", "10.99.0.1 is outside every zone's networks"),
+                                  '"10.99.0.1"', "forwards[{i}].to", "10.99.0.1 is outside every zone's networks"),
     "route via the wrong family": ("routes", {"to": "10.67.0.0/16", "via": "fd00:1::10"},
-                                   '"fd00:1::10"', "routes[4].via", "fd00:1::10 is IPv6; the route to 10.67.0.0/16 is IPv4"),
+                                   '"fd00:1::10"', "routes[{i}].via", "fd00:1::10 is IPv6; the route to 10.67.0.0/16 is IPv4"),
 }
 
 
@@ -641,7 +838,7 @@ def test_bad_router_config_is_a_clear_error_and_nothing_is_applied(topo, daemons
     text = router_yaml(bad)
     line, col = position(text, json.dumps(item), token)
     first = "{}:{}".format(*position(text, json.dumps(bad["forwards"][0]), "{"))
-    expected = f"{d.config_path}:{line}:{col}: {field}: {message.format(first=first)}"
+    expected = f"{d.config_path}:{line}:{col}: {field.format(i=len(config[key]))}: {message.format(first=first)}"
     d.write_config(text=text)
 
     c = subprocess.run(r.exec_args(RNMD, "--check", "--config", d.config_path), capture_output=True, text=True)
