@@ -351,13 +351,13 @@ def test_check_validates_without_touching_the_kernel(ns, tmp_path):
     good = tmp_path / "good.yaml"
     good.write_text("interfaces:\n  - name: eth0\n    zone: wan\n")
     bad = tmp_path / "bad.yaml"
-    bad.write_text("interfaces:\n  - name: eth0\n    zone: wan\n    mtu: 9000\n")
+    bad.write_text("interfaces:\n  - name: eth0\n    zone: wan\n    speed: 9000\n")
     p = ns.sh(RNMD, "--check", "--config", str(good))
     assert "OK" in p
     import subprocess
     r = subprocess.run(ns.exec_args(RNMD, "--check", "--config", str(bad)), capture_output=True, text=True)
     assert r.returncode == 1
-    assert r.stderr.strip() == f"{bad}:4:5: interfaces[0].mtu: unknown key `mtu` (known: name, zone, dhcp, addresses)"
+    assert r.stderr.strip() == f"{bad}:4:5: interfaces[0].speed: unknown key `speed` (known: name, zone, dhcp, addresses, exclusive, up, mtu)"
     assert ns.nft("list", "ruleset").strip() == ""
     v = subprocess.run([RNMD, "--version"], capture_output=True, text=True)
     assert v.returncode == 0 and v.stdout.strip() == open(__file__.rsplit("/Tests/", 1)[0] + "/VERSION").read().strip()
