@@ -661,6 +661,28 @@ def test_a_link_set_down_by_someone_comes_back_with_its_addresses_and_routes(top
     assert_converged(r, d)
 
 
+def test_a_route_replaced_by_someone_elses_is_left_alone_reported_and_restored_when_theirs_goes(topo, daemons, tmp_path):
+    """`ip route replace` with another protocol puts someone else's route in the place of rnm's (same table,
+    destination and metric). rnm must not touch theirs, must not claim its own is there, and must put its own
+    back once theirs is deleted."""
+    r = topo.router
+    config = router_config(tmp_path)
+    d = start(topo, daemons, config)
+    r.ip("route", "replace", "10.20.0.0/16", "via", LANCLIENT, "proto", "static")
+    theirs = routes(r)[("main", "10.20.0.0/16")]
+
+    def shown():
+        return {x["to"]: x for x in status(d)["network"]["routes"]}["10.20.0.0/16"]
+
+    time.sleep(0.5)
+    assert routes(r)[("main", "10.20.0.0/16")] == theirs  # never touched
+    wait_for("status no longer claims rnm's route 10.20.0.0/16 is there", lambda: shown()["state"] != "present", d, 2)
+    r.ip("route", "del", "10.20.0.0/16")
+    wait_for("rnm's route 10.20.0.0/16 restored once theirs is gone",
+             lambda: rnm_routes(r).get(("main", "10.20.0.0/16"), {}).get("gateway") == SERVER, d, 3)
+    assert shown()["state"] == "present"
+
+
 def test_a_configured_route_that_exists_as_someone_elses_is_left_alone_and_reported(topo, daemons, tmp_path):
     r = topo.router
     # lan0 set up by hand before rnmd starts: its address is one the config lists (rnm takes it as it is), and a
@@ -800,16 +822,20 @@ def test_nat_changes_follow_a_reload_in_one_transaction_and_are_repaired_like_th
 # --- Bad input ------------------------------------------------------------------------------------------------
 
 # Each case: what to add to the good config, where the error points (the text of the offending value as
-# router_yaml writes it), the field, and what the message must say.
+# router_yaml writes it), the field, and what the message must say (all of the fragments, on that line).
 BAD = {
     "overlapping forwards": ("forwards", {"zone": "wan", "proto": "tcp", "port": "8070-8090", "to": SERVER},
-                             '"8070-8090"', "forwards[{i}].port", "tcp ports 8070-8090 on zone wan overlap the forward at {first} (8080)"),
+                             '"8070-8090"', "forwards[{i}].port", ["tcp ports 8070-8090 on zone wan overlap the forward at {forward0} (8080)"]),
     "port out of range": ("forwards", {"zone": "wan", "proto": "udp", "port": 70000, "to": SERVER},
-                          "70000", "forwards[{i}].port", "port 70000 is out of range (1–65535)"),
+                          "70000", "forwards[{i}].port", ["port 70000 is out of range (1–65535)"]),
     "target outside every zone": ("forwards", {"zone": "wan", "proto": "tcp", "port": 9000, "to": "10.99.0.1"},
-                                  '"10.99.0.1"', "forwards[{i}].to", "10.99.0.1 is outside every zone's networks"),
+                                  '"10.99.0.1"', "forwards[{i}].to", ["10.99.0.1 is outside every zone's networks"]),
     "route via the wrong family": ("routes", {"to": "10.67.0.0/16", "via": "fd00:1::10"},
-                                   '"fd00:1::10"', "routes[{i}].via", "fd00:1::10 is IPv6; the route to 10.67.0.0/16 is IPv4"),
+                                   '"fd00:1::10"', "routes[{i}].via", ["fd00:1::10 is IPv6; the route to 10.67.0.0/16 is IPv4"]),
+    # The kernel stores an IPv6 route's metric 0 as 1024: these two are one route (routes[1] is fd00:20::/48 via
+    # fd00:1::10 without a metric). Accepted, rnmd would replace one with the other for ever.
+    "IPv6 route listed twice (metric 0 is 1024)": ("routes", {"to": "fd00:20::/48", "via": "fd00:1::11", "metric": 1024},
+                                                   "{", "routes[{i}]", ["route to fd00:20::/48 in table 254", "listed twice (first at {route1})"]),
 }
 
 
@@ -837,17 +863,21 @@ def test_bad_router_config_is_a_clear_error_and_nothing_is_applied(topo, daemons
         bad["routes"] = bad["routes"] + [{"to": "10.68.0.0/16", "via": SERVER}]
     text = router_yaml(bad)
     line, col = position(text, json.dumps(item), token)
-    first = "{}:{}".format(*position(text, json.dumps(bad["forwards"][0]), "{"))
-    expected = f"{d.config_path}:{line}:{col}: {field.format(i=len(config[key]))}: {message.format(first=first)}"
-    d.write_config(text=text)
+    marks = {name: "{}:{}".format(*position(text, json.dumps(bad[k][0 if name == "forward0" else 1]), "{"))
+             for name, k in (("forward0", "forwards"), ("route1", "routes"))}
+    prefix = f"{d.config_path}:{line}:{col}: {field.format(i=len(config[key]))}: "
+    fragments = [m.format(**marks) for m in message]
+    want = prefix + " … ".join(fragments)
 
+    def reported(stderr):
+        return any(prefix in l and all(f in l for f in fragments) for l in stderr.splitlines())
+
+    d.write_config(text=text)
     c = subprocess.run(r.exec_args(RNMD, "--check", "--config", d.config_path), capture_output=True, text=True)
-    assert c.returncode == 1, c
-    assert expected in c.stderr, f"want: {expected}\ngot: {c.stderr}"
+    assert c.returncode == 1 and reported(c.stderr), f"want: {want}\ngot ({c.returncode}): {c.stderr}{c.stdout}"
 
     rl = d.ctl("reload")
-    assert rl.returncode == 1, rl
-    assert expected in rl.stderr, f"want: {expected}\ngot: {rl.stderr}"
+    assert rl.returncode == 1 and reported(rl.stderr), f"want: {want}\ngot ({rl.returncode}): {rl.stderr}{rl.stdout}"
     time.sleep(0.3)
     assert (r.ip("-j", "addr"), routes(r), r.nft("-s", "list", "table", "inet", TABLE), status(d)["config"]["generation"]) == before
     assert "10.66.0.1/24" not in addresses(r, "lan0") and ("main", "10.68.0.0/16") not in routes(r)
