@@ -613,6 +613,42 @@ def test_what_is_removed_while_notifications_are_lost_is_restored_after_the_resy
     assert_converged(r, d)
 
 
+def test_addresses_on_an_interface_that_leaves_the_config_are_removed(topo, daemons, tmp_path):
+    """An interface entry removed from the config takes rnm's addresses on it along (they have left the config);
+    someone else's stay."""
+    r = topo.router
+    r.ip("link", "add", "dmz0", "type", "veth", "peer", "name", "dmz1")
+    r.ip("link", "set", "dmz1", "up")
+    config = router_config(tmp_path)
+    config["interfaces"].append({"name": "dmz0", "zone": "dmz", "addresses": ["10.77.0.1/24", "fd00:77::1/64"]})
+    d = start(topo, daemons, config)
+    r.ip("addr", "add", "172.16.7.1/24", "dev", "dmz0")
+    new = dict(config, interfaces=config["interfaces"][:2])
+    d.write_config(new)
+    ops = plan(d)["network"]
+    assert sorted(ops) == ["remove address 10.77.0.1/24 from dmz0 (no longer in the config)",
+                           "remove address fd00:77::1/64 from dmz0 (no longer in the config)"], ops
+    assert d.ctl("reload").returncode == 0
+    wait_for("rnm's addresses on dmz0 removed", lambda: not {"10.77.0.1/24", "fd00:77::1/64"} & addresses(r, "dmz0"), d, 3)
+    assert "172.16.7.1/24" in addresses(r, "dmz0")
+    assert plan(d)["in_sync"] is True
+    assert_converged(r, d)
+
+
+def test_forwarding_reset_by_someone_shows_in_plan_and_a_reload_sets_it_again(topo, daemons, tmp_path):
+    """`sysctl --system` or an admin turns forwarding off on a managed interface. There is no notification for
+    sysctls, but plan must not call the host in sync, and a reload must set it again."""
+    r, client = topo.router, topo.client
+    config = router_config(tmp_path)
+    d = start(topo, daemons, config)
+    r.sh("sysctl", "-q", "-w", "net.ipv4.conf.lan0.forwarding=0")
+    p = plan(d)
+    assert "sysctl net.ipv4.conf.lan0.forwarding = 1" in p["network"] and p["in_sync"] is False, p
+    assert d.ctl("reload").returncode == 0
+    wait_for("forwarding on lan0 again", lambda: sysctl(r, "net.ipv4.conf.lan0.forwarding") == "1", d, 2)
+    assert ask(client, "tcp", WAN_ADDR, 8080) == (CLIENT, 80)
+
+
 def test_after_a_restart_rnm_removes_only_what_it_marked_as_its_own(topo, daemons, tmp_path):
     """No memory across restarts: rnm knows its addresses and routes by their marks (IFA_PROTO and protocol 114)."""
     r = topo.router
