@@ -5,10 +5,12 @@ The topology, built afresh for every test by the `topo` fixture (four namespaces
 
     client            router                          server (also the LAN segment)     lanclient
     eth0 ──────────── wan0  zone wan, dhcp: true
-    203.0.113.2/24          203.0.113.1/24 and a default route: the test's, as a DHCP client's
+    203.0.113.2/24          203.0.113.1/24, 2001:db8:1::1/64 and a default route: the test's, as a DHCP
+    2001:db8:1::2/64        client's (lease lifetimes)
                       lan0  zone lan, static ─────── up0 ┐
-                            (rnm: up, mtu, addresses)    br0 192.168.1.10/24 ─┐
-                                                     sw1 ┘                    └──────── eth0 192.168.1.20/24
+                            (rnm: up, mtu 1400,          br0 192.168.1.10/24 ─┐
+                            192.168.1.1/24, fd00:1::1/64, sw1 ┘ fd00:1::10/64  └──────── eth0 192.168.1.20/24
+                            10.55.0.1/24)                 lo: 10.20/30/40/80.0.1, fd00:20::1 (behind rnm's routes)
 
 The server and the LAN client share one segment (a bridge in the server's namespace), the classic hairpin case:
 without the masquerade of the reflected connection the server would answer the LAN client directly and the client
