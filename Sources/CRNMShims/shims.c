@@ -111,15 +111,19 @@ void RNM_malloc_trim(void) { malloc_trim(0); }
 #include <arpa/inet.h>
 
 int RNM_netlink_route_protocol_filter(int fd, uint8_t protocol) {
-    /* Absolute loads of half words are in network byte order; nlmsg_type is in host order, hence htons. */
+    /* Absolute loads of half words are in network byte order; nlmsg_type and nlmsg_flags are in host order,
+     * hence htons. Route messages pass if they carry `protocol`, and so does any RTM_NEWROUTE that replaced
+     * a route (NLM_F_REPLACE): it may have replaced one of ours. Everything else that is not a route passes. */
     struct sock_filter code[] = {
         /* 0 */ BPF_STMT(BPF_LD | BPF_H | BPF_ABS, offsetof(struct nlmsghdr, nlmsg_type)),
         /* 1 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, htons(RTM_NEWROUTE), 1, 0),
-        /* 2 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, htons(RTM_DELROUTE), 0, 2),
-        /* 3 */ BPF_STMT(BPF_LD | BPF_B | BPF_ABS, NLMSG_HDRLEN + offsetof(struct rtmsg, rtm_protocol)),
-        /* 4 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, protocol, 0, 1),
-        /* 5 */ BPF_STMT(BPF_RET | BPF_K, 0xffffffff),
-        /* 6 */ BPF_STMT(BPF_RET | BPF_K, 0),
+        /* 2 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, htons(RTM_DELROUTE), 2, 4),
+        /* 3 */ BPF_STMT(BPF_LD | BPF_H | BPF_ABS, offsetof(struct nlmsghdr, nlmsg_flags)),
+        /* 4 */ BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, htons(NLM_F_REPLACE), 2, 0),
+        /* 5 */ BPF_STMT(BPF_LD | BPF_B | BPF_ABS, NLMSG_HDRLEN + offsetof(struct rtmsg, rtm_protocol)),
+        /* 6 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, protocol, 0, 1),
+        /* 7 */ BPF_STMT(BPF_RET | BPF_K, 0xffffffff),
+        /* 8 */ BPF_STMT(BPF_RET | BPF_K, 0),
     };
     struct sock_fprog prog = {.len = sizeof(code) / sizeof(code[0]), .filter = code};
     return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog));

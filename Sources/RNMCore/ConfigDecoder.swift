@@ -214,9 +214,12 @@ public enum ConfigDecoder {
                 } else { ok = false }
             }
             guard ok, let to else { continue }
-            let identity = "\(to) table \(table) metric \(metric ?? 0)"
+            // The kernel stores an IPv6 route's metric 0 as 1024: the same route.
+            let effective = to.address.family == .v6 && (metric ?? 0) == 0 ? 1024 : metric ?? 0
+            let identity = "\(to) table \(table) metric \(effective)"
             if let first = seen[identity] {
-                r.fail(item.mark, at, "route to \(to) in table \(table) with metric \(metric ?? 0) is listed twice (first at \(first))")
+                r.fail(item.mark, at, "route to \(to) in table \(table) with metric \(effective) is listed twice (first at \(first))"
+                    + (to.address.family == .v6 && effective == 1024 ? " (an IPv6 route's metric 0 is 1024)" : ""))
                 continue
             }
             seen[identity] = item.mark

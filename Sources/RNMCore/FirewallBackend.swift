@@ -62,4 +62,6 @@ public protocol NetworkBackend: Sendable {
     func deleteRoute(_ route: Route) throws(NetworkError)
     /// Writes a sysctl of the daemon's network namespace, e.g. ("net/ipv4/conf/eth0/forwarding", "1").
     func setSysctl(_ key: String, _ value: String) throws(NetworkError)
+    /// Its current value (whitespace dropped), nil if it cannot be read.
+    func readSysctl(_ key: String) -> String?
 }

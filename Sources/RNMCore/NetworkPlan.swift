@@ -102,6 +102,14 @@ public enum NetworkPlan {
                 }
             }
         }
+        // rnm's addresses on links the config no longer lists (their entry was removed).
+        let configured = Set(config.interfaces.map(\.name))
+        for link in observed.links.values.sorted(by: { $0.index < $1.index }) where !configured.contains(link.name) {
+            for a in observed.addresses(onLink: link.index).sorted(by: { $0.key.address < $1.key.address }) where a.isRNMs {
+                ops.append(.deleteAddress(IPPrefix(address: a.key.address, length: a.key.prefixLength), ifindex: link.index,
+                                          ifname: link.name, why: "the interface is no longer in the config"))
+            }
+        }
         if routesKnown {
             let (routes, _) = desiredRoutes(config, observed)
             let wanted = Dictionary(routes.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })

@@ -226,6 +226,10 @@ package final class Reconciler: Sendable {
         var netFailures: [String: String] = [:]
         /// Configured addresses and routes seen in place: their later disappearance is drift.
         var netApplied: Set<String> = []
+        /// When refused network changes are tried again even without an event (a foreign route in the way
+        /// may go without a notification rnm sees): 1 s doubling to 30 s while they keep failing.
+        var netRetryAt: UInt64? = nil
+        var netRetryDelay: UInt64 = 1_000_000_000
         /// The first commit waits for plugins to settle (see `PluginHost.settled`).
         var holdForPlugins = false
         let startedAt = ContinuousClock.now
@@ -259,7 +263,7 @@ package final class Reconciler: Sendable {
             holdForPlugins = granted.contains { state.applied?.elements[$0]?.isEmpty == false }
             while true {
                 let n = now()
-                let next = [retryAt, auditAt].compactMap { $0 }.min()
+                let next = [retryAt, auditAt, netRetryAt].compactMap { $0 }.min()
                 var timeout: Duration? = next.map { t in t > n ? .nanoseconds(Int64(t - n)) : .zero }
                 if let w = plugins.watchdogTimeout() { timeout = min(timeout ?? w, w) }
                 if holdForPlugins { timeout = min(timeout ?? .milliseconds(50), .milliseconds(50)) }
@@ -286,6 +290,10 @@ package final class Reconciler: Sendable {
                 if needReadBack {
                     needReadBack = false
                     guard readBack() else { return }
+                }
+                if let t = netRetryAt, now() >= t {
+                    netRetryAt = nil
+                    netDirty = true
                 }
                 if netDirty { applyNetwork() }
                 commitIfNeeded()
@@ -364,6 +372,8 @@ package final class Reconciler: Sendable {
                 }
             }
             for key in state.observed.routes.keys { netApplied.insert("route \(key)") }
+            // Sysctls as they are now (someone may have turned forwarding off): what differs is written again.
+            for key in NetworkPlan.desiredSysctls(config, state.observed).keys { sysctlsDone[key] = net.readSysctl(key) }
             let ops = NetworkPlan.compute(config: config, observed: state.observed, routesKnown: routesKnown, sysctlsDone: sysctlsDone)
             for op in ops {
                 let subject = op.subject
@@ -426,6 +436,13 @@ package final class Reconciler: Sendable {
                     }
                     netFailures[subject] = why
                 }
+            }
+            if netFailures.isEmpty {
+                netRetryAt = nil
+                netRetryDelay = 1_000_000_000
+            } else if netRetryAt == nil {
+                netRetryAt = now() &+ netRetryDelay
+                netRetryDelay = min(netRetryDelay * 2, 30_000_000_000)
             }
         }
 
@@ -557,6 +574,7 @@ package final class Reconciler: Sendable {
         mutating func audit() {
             needAudit = false
             scheduleAudit()
+            netDirty = true  // sysctls (and anything whose change sends no notification) are checked too
             guard let loaded, !needLoad else { return }  // a load is due anyway
             owner.count { $0.audits += 1 }
             let table = state.config.table

@@ -200,6 +200,17 @@ public final class NetlinkConfigurator: NetworkBackend, @unchecked Sendable {
         if n != bytes.count { throw NetworkError(code: EIO, message: "\(what): short write (\(n) of \(bytes.count) bytes)") }
     }
 
+    public func readSysctl(_ key: String) -> String? {
+        guard !key.isEmpty, !key.hasPrefix("/"), !key.contains(".."), !key.utf8.contains(0) else { return nil }
+        let fd = open("/proc/sys/" + key, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 256)
+        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard n > 0 else { return nil }
+        return String(decoding: buffer[..<n], as: UTF8.self).filter { !$0.isWhitespace }
+    }
+
     // MARK: The exchange
 
     /// Sends one request (NLM_F_REQUEST | NLM_F_ACK | `flags`) built by `build` and returns the errno of its

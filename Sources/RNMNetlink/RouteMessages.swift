@@ -174,8 +174,11 @@ public enum RouteMessages {
         let hdrLen = MemoryLayout<rtmsg>.size
         guard Int(nlh.pointee.nlmsg_len) >= MemoryLayout<nlmsghdr>.size + hdrLen else { return .malformed }
         let rtm = UnsafeRawPointer(mnl_nlmsg_get_payload(nlh))!.loadUnaligned(as: rtmsg.self)
-        // Someone else's route: not looked at any further (the common case on a router with a full table).
-        guard rtm.rtm_protocol == NetworkMark.protocolID else { return .ignored }
+        // Someone else's route: not looked at any further (the common case on a router with a full table),
+        // unless it replaced a route (NLM_F_REPLACE): then that identity is no longer ours, if it was.
+        let replacedByOther = !removed && rtm.rtm_protocol != NetworkMark.protocolID
+            && Int32(nlh.pointee.nlmsg_flags) & NLM_F_REPLACE != 0
+        guard rtm.rtm_protocol == NetworkMark.protocolID || replacedByOther else { return .ignored }
         let family: IPFamily
         switch Int32(rtm.rtm_family) {
         case AF_INET: family = .v4
@@ -213,7 +216,7 @@ public enum RouteMessages {
             metric = mnl_attr_get_u32(a)
         }
         let key = RouteKey(table: table, destination: IPPrefix(address: destination, length: rtm.rtm_dst_len), metric: metric)
-        if removed { return .event(.routeRemoved(key)) }
+        if removed || replacedByOther { return .event(.routeRemoved(key)) }
 
         var gateway: IPAddress? = nil
         if let a = tb[RTA.gateway] {

@@ -3,7 +3,7 @@ import Synchronization
 
 /// An in-memory `NetworkBackend`: records every request and can be told to refuse some with an errno.
 public final class RecordingNetwork: NetworkBackend {
-    private let state = Mutex<(calls: [String], refuse: [String: Int32])>(([], [:]))
+    private let state = Mutex<(calls: [String], refuse: [String: Int32], sysctls: [String: String])>(([], [:], [:]))
 
     public init() {}
 
@@ -29,5 +29,11 @@ public final class RecordingNetwork: NetworkBackend {
     public func addRoute(_ route: Route) throws(NetworkError) { try record("addRoute \(route.key)" + (route.gateway.map { " via \($0)" } ?? "")) }
     public func replaceRoute(_ route: Route) throws(NetworkError) { try record("replaceRoute \(route.key)" + (route.gateway.map { " via \($0)" } ?? "")) }
     public func deleteRoute(_ route: Route) throws(NetworkError) { try record("deleteRoute \(route.key)") }
-    public func setSysctl(_ key: String, _ value: String) throws(NetworkError) { try record("sysctl \(key)=\(value)") }
+    public func setSysctl(_ key: String, _ value: String) throws(NetworkError) {
+        try record("sysctl \(key)=\(value)")
+        state.withLock { $0.sysctls[key] = value }
+    }
+    public func readSysctl(_ key: String) -> String? { state.withLock { $0.sysctls[key] } ?? "0" }
+    /// What someone else would do: `sysctl -w key=value`.
+    public func overrideSysctl(_ key: String, _ value: String) { state.withLock { $0.sysctls[key] = value } }
 }
