@@ -993,8 +993,12 @@ package final class Reconciler: Sendable {
                 desired: desired, live: live)
             var json = diff.json
             // The network side: what applying this config would change in addresses, links, routes, sysctls.
+            var current: [String: String] = [:]
+            if let net = owner.network {
+                for key in NetworkPlan.desiredSysctls(new, state.observed).keys { current[key] = net.readSysctl(key) }
+            }
             let netOps = owner.network == nil ? [] : NetworkPlan.compute(
-                config: new, observed: state.observed, routesKnown: routesKnown, sysctlsDone: sysctlsDone)
+                config: new, observed: state.observed, routesKnown: routesKnown, sysctlsDone: current)
             if case .object(var pairs) = json {
                 if !netOps.isEmpty, let i = pairs.firstIndex(where: { $0.0 == "in_sync" }) { pairs[i].1 = .bool(false) }
                 pairs.append(("network", .array(netOps.map { .string($0.description) })))

@@ -628,8 +628,8 @@ def test_addresses_on_an_interface_that_leaves_the_config_are_removed(topo, daem
     new = dict(config, interfaces=config["interfaces"][:2])
     d.write_config(new)
     ops = plan(d)["network"]
-    assert sorted(ops) == ["remove address 10.77.0.1/24 from dmz0 (no longer in the config)",
-                           "remove address fd00:77::1/64 from dmz0 (no longer in the config)"], ops
+    assert sorted(ops) == ["remove address 10.77.0.1/24 from dmz0 (the interface is no longer in the config)",
+                           "remove address fd00:77::1/64 from dmz0 (the interface is no longer in the config)"], ops
     assert d.ctl("reload").returncode == 0
     wait_for("rnm's addresses on dmz0 removed", lambda: not {"10.77.0.1/24", "fd00:77::1/64"} & addresses(r, "dmz0"), d, 3)
     assert "172.16.7.1/24" in addresses(r, "dmz0")
