@@ -25,6 +25,8 @@ public enum ControlCommand: Equatable, Sendable {
     case plugins
     /// What a reload would change in the kernel: the config file on disk against the live table.
     case plan
+    /// Test hook (refused unless rnmd runs with RNMD_TEST_HOOKS=1): block the reconciler for `ms`.
+    case debugStall(ms: UInt64)
 
     /// The verb's name on the wire and in counters.
     public var verb: String {
@@ -40,6 +42,7 @@ public enum ControlCommand: Equatable, Sendable {
         case .metrics: "metrics"
         case .plugins: "plugins"
         case .plan: "plan"
+        case .debugStall: "debug stall"
         }
     }
 
@@ -48,7 +51,7 @@ public enum ControlCommand: Equatable, Sendable {
     /// Changes state: root only. The others are read-only: root and members of the control group.
     public var isMutating: Bool {
         switch self {
-        case .reload, .setAdd, .setDel: true
+        case .reload, .setAdd, .setDel, .debugStall: true
         default: false
         }
     }
@@ -139,6 +142,7 @@ extension ControlProtocol {
         case "set show": allowed = ["id", "cmd", "set"]
         case "set add": allowed = ["id", "cmd", "set", "elements", "timeout"]
         case "set del": allowed = ["id", "cmd", "set", "elements"]
+        case "debug stall": allowed = ["id", "cmd", "ms"]
         case _ where ControlCommand.verbs.contains(verb): allowed = ["id", "cmd"]
         default:
             return fail("unknown_command", "unknown command \(YAMLNode.quoted(String(verb.prefix(64)))) (known: \(ControlCommand.verbs.joined(separator: ", ")))")
@@ -183,6 +187,9 @@ extension ControlProtocol {
         case "metrics": return .success(ControlRequest(id: id, command: .metrics))
         case "plugins": return .success(ControlRequest(id: id, command: .plugins))
         case "plan": return .success(ControlRequest(id: id, command: .plan))
+        case "debug stall":
+            guard let ms = value["ms"]?.int, (1...60_000).contains(ms) else { return fail("invalid_argument", "`ms` must be 1 to 60000") }
+            return .success(ControlRequest(id: id, command: .debugStall(ms: UInt64(ms))))
         case "set show":
             return setName().map { ControlRequest(id: id, command: .setShow(set: $0)) }
         case "set del":

@@ -153,13 +153,19 @@ public enum Daemon {
             ])
 
         let mainThread = pthread_self()
+        // The service manager, if any ($NOTIFY_SOCKET): READY once converged, RELOADING/READY around reloads,
+        // STOPPING, and WATCHDOG pings from the reconciler's loop.
+        let notifier = SystemdNotifier()
+        let testHooks = getenv("RNMD_TEST_HOOKS").map { String(cString: $0) == "1" } ?? false
+        if testHooks { logger.warning("test hooks are enabled (RNMD_TEST_HOOKS=1)") }
         let runtime: DaemonRuntime
         do {
             runtime = try DaemonRuntime(
                 config: config, configPath: options.configPath, monitor: monitor, backend: backend, watcher: watcher,
                 logger: logger, clocks: .system, store: FileStore(directory: config.stateDir), control: config.control,
                 version: version, loadConfig: { path throws(ConfigError) in try ConfigLoader.load(path: path) },
-                onFinish: { _ = pthread_kill(mainThread, SIGUSR2) }, network: network)
+                onFinish: { _ = pthread_kill(mainThread, SIGUSR2) }, network: network, notifier: notifier,
+                testHooks: testHooks)
         } catch {
             logger.critical("not starting: \(error)")
             return 1
@@ -171,8 +177,11 @@ public enum Daemon {
             let sig = sigwaitinfo(&handled, &info)
             switch sig {
             case SIGHUP:
+                // Told at once, so the service manager waits for the READY=1 that ends the reload.
+                notifier.send("RELOADING=1\nMONOTONIC_USEC=\(SystemdNotifier.monotonicUsec())")
                 runtime.reload()
             case SIGTERM, SIGINT:
+                notifier.send("STOPPING=1")
                 logger.info("stopping on \(sig == SIGTERM ? "SIGTERM" : "SIGINT")")
                 runtime.shutdown()
                 break waiting
@@ -216,7 +225,9 @@ package final class DaemonRuntime: Sendable {
         loadConfig: @escaping @Sendable (String) throws(ConfigError) -> Config,
         onConverged: @escaping @Sendable (Int) -> Void = { _ in },
         onFinish: @escaping @Sendable () -> Void = {},
-        network: (any NetworkBackend)? = nil
+        network: (any NetworkBackend)? = nil,
+        notifier: SystemdNotifier? = nil,
+        testHooks: Bool = false
     ) throws {
         self.monitor = monitor
         self.watcher = watcher
@@ -225,7 +236,7 @@ package final class DaemonRuntime: Sendable {
         reconciler = Reconciler(
             config: config, configPath: configPath, bus: bus, backend: backend, logger: logger, retry: retry,
             clocks: clocks, store: store, hub: hub, version: version, loadConfig: loadConfig, onConverged: onConverged,
-            onTable: { watcher?.setTable($0) }, network: network)
+            onTable: { watcher?.setTable($0) }, network: network, notifier: notifier, testHooks: testHooks)
         if let control {
             let server = try ControlServer(
                 config: control, bus: bus, hub: hub, logger: logger, limits: controlLimits, version: version, clocks: clocks)

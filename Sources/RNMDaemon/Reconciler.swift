@@ -1,4 +1,5 @@
 internal import CRNMShims
+internal import Glibc
 package import Logging
 package import RNMCore
 import Synchronization
@@ -124,6 +125,10 @@ package final class Reconciler: Sendable {
     private let pluginWatchdog: Duration
     /// Where static addresses, link settings, routes and sysctls are applied (nil: not managed, in tests).
     private let network: (any NetworkBackend)?
+    /// The service manager (READY, RELOADING, STATUS, WATCHDOG), if rnmd runs under one.
+    private let notifier: SystemdNotifier?
+    /// Test hooks (`debug stall`) are honoured.
+    private let testHooks: Bool
     /// The reconciler thread's kernel id: every transaction it commits is ours (see `isOwn`).
     private let threadID = Atomic<Int32>(0)
 
@@ -147,10 +152,14 @@ package final class Reconciler: Sendable {
         onConverged: @escaping @Sendable (Int) -> Void = { _ in },
         onTable: @escaping @Sendable (String) -> Void = { _ in },
         pluginWatchdog: Duration = .seconds(5),
-        network: (any NetworkBackend)? = nil
+        network: (any NetworkBackend)? = nil,
+        notifier: SystemdNotifier? = nil,
+        testHooks: Bool = false
     ) {
         initialConfig = config
         self.network = network
+        self.notifier = notifier
+        self.testHooks = testHooks
         self.pluginWatchdog = pluginWatchdog
         self.onTable = onTable
         self.configPath = configPath
@@ -230,6 +239,10 @@ package final class Reconciler: Sendable {
         /// may go without a notification rnm sees): 1 s doubling to 30 s while they keep failing.
         var netRetryAt: UInt64? = nil
         var netRetryDelay: UInt64 = 1_000_000_000
+        /// The next WATCHDOG=1 ping is due (monotonic ns): sent from this loop, so a stuck loop stops them.
+        var watchdogAt: UInt64? = nil
+        /// READY=1 was sent (after the first convergence).
+        var readySent = false
         /// The first commit waits for plugins to settle (see `PluginHost.settled`).
         var holdForPlugins = false
         let startedAt = ContinuousClock.now
@@ -263,7 +276,13 @@ package final class Reconciler: Sendable {
             holdForPlugins = granted.contains { state.applied?.elements[$0]?.isEmpty == false }
             while true {
                 let n = now()
-                let next = [retryAt, auditAt, netRetryAt].compactMap { $0 }.min()
+                if let interval = owner.notifier?.watchdogInterval {
+                    if n >= watchdogAt ?? 0 {
+                        owner.notifier?.send("WATCHDOG=1")
+                        watchdogAt = n &+ interval
+                    }
+                }
+                let next = [retryAt, auditAt, netRetryAt, watchdogAt].compactMap { $0 }.min()
                 var timeout: Duration? = next.map { t in t > n ? .nanoseconds(Int64(t - n)) : .zero }
                 if let w = plugins.watchdogTimeout() { timeout = min(timeout ?? w, w) }
                 if holdForPlugins { timeout = min(timeout ?? .milliseconds(50), .milliseconds(50)) }
@@ -444,6 +463,17 @@ package final class Reconciler: Sendable {
                 netRetryAt = now() &+ netRetryDelay
                 netRetryDelay = min(netRetryDelay * 2, 30_000_000_000)
             }
+        }
+
+        /// One line for the service manager's STATUS=.
+        func statusLine() -> String {
+            let elements = state.setSpecs.keys.reduce(0) { $0 + state.desiredCount(of: $1) }
+            let running = plugins.records.filter { $0.state == .running }.count
+            let total = plugins.records.count
+            return "table inet \(state.config.table): \(state.config.zones.count) zones, \(elements) elements"
+                + (total > 0 ? "; plugins \(running)/\(total) running" : "")
+                + (netFailures.isEmpty ? "" : "; \(netFailures.count) network changes pending")
+                + (lastError.map { _ in failures > 0 ? "; commits failing" : "" } ?? "")
         }
 
         /// The network part of `status`: configured addresses, link settings and routes with their state.
@@ -826,7 +856,7 @@ package final class Reconciler: Sendable {
             retryAt = now() + UInt64(owner.retry.delay(after: failures).microseconds * 1000)
         }
 
-        func markConverged(_ transactions: Int) {
+        mutating func markConverged(_ transactions: Int) {
             let first = owner.shared.withLock { s -> Bool in
                 defer {
                     s.converged = true
@@ -836,6 +866,10 @@ package final class Reconciler: Sendable {
             }
             if first {
                 logger.notice("converged", metadata: ["transactions": "\(transactions)"])
+            }
+            if !readySent {
+                readySent = true
+                owner.notifier?.send("READY=1\n" + SystemdNotifier.status(statusLine()))
             }
             owner.onConverged(transactions)
         }
@@ -860,6 +894,8 @@ package final class Reconciler: Sendable {
         /// element-only change goes out as an element transaction. Any failure keeps the running config and
         /// the kernel table as they were. Returns the new generation or the error.
         mutating func reload() -> Result<JSON, ControlError> {
+            owner.notifier?.send("RELOADING=1\nMONOTONIC_USEC=\(SystemdNotifier.monotonicUsec())")
+            defer { if readySent { owner.notifier?.send("READY=1\n" + SystemdNotifier.status(statusLine())) } }
             owner.setState(.reloading)
             defer { if owner.daemonState == .reloading { owner.setState(failures > 0 ? .degraded : .ready) } }
             func reject(_ message: String) -> Result<JSON, ControlError> {
@@ -1066,6 +1102,15 @@ package final class Reconciler: Sendable {
                 return .success(plugins.list { state.pluginCount($0, set: $1) })
             case .plan:
                 return plan()
+            case .debugStall(let ms):
+                guard owner.testHooks else { return .failure(ControlError("unknown_command", "unknown command \"debug stall\"")) }
+                logger.warning("test hook: the reconciler stalls for \(ms) ms")
+                let until = ContinuousClock.now + .milliseconds(Int64(ms))
+                while ContinuousClock.now < until {
+                    var ts = timespec(tv_sec: 0, tv_nsec: 10_000_000)
+                    _ = nanosleep(&ts, nil)
+                }
+                return .success(.object([("stalled_ms", .int(Int(ms)))]))
             case .ping, .events:
                 return .failure(ControlError("internal", "\(command.verb) is answered by the control server"))
             }

@@ -218,7 +218,7 @@ def yaml_dump(config):
 class Daemon:
     """rnmd running in a namespace, its stderr captured to a file."""
 
-    def __init__(self, ns, config, extra_args=(), wait=True, workdir=None):
+    def __init__(self, ns, config, extra_args=(), wait=True, workdir=None, env=None):
         self.ns = ns
         self.config = config
         self.table = config.get("table", "rnm")
@@ -234,6 +234,7 @@ class Daemon:
         self.write_config()
         self.log_path = os.path.join(self.dir, "rnmd.log")
         self.extra_args = list(extra_args)
+        self.env = env  # extra environment variables for rnmd
         self.proc = None
         self.start(wait=wait)
 
@@ -251,7 +252,8 @@ class Daemon:
         self.log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
             self.ns.exec_args(RNMD, "--config", self.config_path, "--log-level", "debug", *self.extra_args),
-            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=dict(os.environ, **self.env) if self.env else None)
         if wait:
             self.wait_for_log("converged", timeout=15, count=seen + 1)
 
