@@ -275,11 +275,11 @@ def test_flush_ruleset_50_times_is_repaired_within_a_second_each(ns, ns2, daemon
 
 def test_lost_notifications_are_caught_by_the_audit(ns, ns2, daemons, tmp_path):
     """One foreign transaction adds 50,000 elements to a foreign set and, at its end, inserts a rule into our
-    table: its notifications overflow rnmd's watcher (given a 64 KiB buffer), so the rule's own notification
+    table: its notifications overflow rnmd's watcher (given the smallest buffer, 4 KiB), so the rule's own notification
     is lost. rnmd learns
     that notifications were lost (ENOBUFS), audits the table and repairs it."""
     link(ns, ns2)
-    d = daemons(ns, base_config(tmp_path), extra_args=["--nft-buffer", "65536"])
+    d = daemons(ns, base_config(tmp_path), extra_args=["--nft-buffer", "4096"])
     assert_converged(ns, d)
     reference = structure(ns)
     elements = ",\n".join(f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}" for i in range(50_000))
