@@ -7,11 +7,17 @@ PYTHON ?= /usr/bin/python3
 DEB_PACKAGES := pkg-config libmnl-dev libnftnl-dev libnftables-dev libyaml-dev nftables iproute2 procps \
                 iputils-ping python3 python3-pytest python3-yaml gcc libc6-dev docker.io busybox-static
 
+# Building the Debian package (make deb) and testing it in a fresh Debian 12 chroot (make package).
+DEB_BUILD_PACKAGES := dpkg-dev patchelf binutils
+DEB_TEST_PACKAGES := debootstrap zstd lintian python3-seccomp python3-pytest python3-yaml man-db systemd nftables
+VERSION := $(shell tr -d '[:space:]' < VERSION)
+DEB := dist/rnm_$(VERSION)_amd64.deb
+
 # Where `make install-sdk` puts the plugin header and its pkg-config file (DESTDIR for staging).
 PREFIX ?= /usr/local
 
 
-.PHONY: all deps build release demo test unit integration checks bench man completions install-sdk clean
+.PHONY: all deps build release demo test unit integration checks package deb bench man completions install-sdk clean
 
 all: build
 
@@ -28,9 +34,9 @@ release: deps
 demo: build
 	scripts/demo.sh .build/debug/rnmd
 
-# Every test: unit tests (pure core, config, netlink codec, reconciler on fakes), the source checks, and the
-# root integration tests, each in its own network namespace against the real kernel.
-test: build checks unit integration
+# Every test: unit tests (pure core, config, netlink codec, reconciler on fakes), the source checks, the
+# root integration tests, each in its own network namespace against the real kernel, and the package test.
+test: build checks unit integration package
 
 unit:
 	$(SWIFT) test
@@ -40,6 +46,17 @@ checks:
 
 integration:
 	cd Tests/integration && RNMD=$(CURDIR)/.build/debug/rnmd $(PYTHON) -m pytest -q
+
+# rnm_<VERSION>_amd64.deb from the release build (docs/packaging.md).
+deb: release
+	@scripts/install-deps.sh $(DEB_BUILD_PACKAGES)
+	scripts/build-deb.sh .build/release dist
+
+# The .deb in a fresh Debian 12 chroot (debootstrap, cached in /var/cache/rnm-package-test): lintian,
+# install, ldd, --check, the unit, the SDK, rnmd confined like the unit, removal. Needs root.
+package: deb
+	@scripts/install-deps.sh $(DEB_TEST_PACKAGES)
+	cd Tests/package && RNM_DEB=$(CURDIR)/$(DEB) $(PYTHON) -m pytest -q
 
 bench: release
 	scripts/bench.sh
@@ -61,4 +78,4 @@ completions: build
 	for sh in bash zsh fish; do .build/debug/rnmctl --generate-completion-script $$sh > pkg-files/completions/rnmctl.$$sh; done
 
 clean:
-	rm -rf .build
+	rm -rf .build dist
