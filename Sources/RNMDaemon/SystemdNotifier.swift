@@ -1,3 +1,4 @@
+internal import CRNMShims
 internal import Glibc
 
 /// The service manager's notification protocol (`sd_notify`), spoken directly: one datagram per message on
