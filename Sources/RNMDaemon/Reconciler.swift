@@ -866,6 +866,8 @@ package final class Reconciler: Sendable {
             }
             if first {
                 logger.notice("converged", metadata: ["transactions": "\(transactions)"])
+                // Start-up (dumps, the first load) leaves freed buffers in malloc's arenas: give them back once.
+                RNM_malloc_trim()
             }
             if !readySent {
                 readySent = true
