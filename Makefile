@@ -17,12 +17,16 @@ DEB := dist/rnm_$(VERSION)_amd64.deb
 PREFIX ?= /usr/local
 
 
-.PHONY: all deps build release demo test unit integration checks package deb bench man completions install-sdk clean
+.PHONY: all deps deps-all build release demo test unit integration checks package deb bench man completions install-sdk clean
 
 all: build
 
 deps:
 	@scripts/install-deps.sh $(DEB_PACKAGES)
+
+# Everything `make test` needs, packaging included (what CI installs first).
+deps-all:
+	@scripts/install-deps.sh $(DEB_PACKAGES) $(DEB_BUILD_PACKAGES) $(DEB_TEST_PACKAGES)
 
 build: deps
 	$(SWIFT) build

@@ -227,6 +227,9 @@ package final class Reconciler: Sendable {
         var lastLoadReason = "start"
         /// Something that can change the network plan happened (net events, reload): plan and apply again.
         var netDirty = true
+        /// Read the sysctls back at the next plan (start, resync, reload, audit, retry timer): nothing announces
+        /// their change, and reading them on every address event would put file I/O on the hot path.
+        var sysctlCheck = true
         /// The kernel's routes (rnm's) were dumped; routes are planned only after.
         var routesKnown = false
         /// Sysctls written, so they are written once (again when their interface re-appears).
@@ -313,6 +316,7 @@ package final class Reconciler: Sendable {
                 if let t = netRetryAt, now() >= t {
                     netRetryAt = nil
                     netDirty = true
+                    sysctlCheck = true
                 }
                 if netDirty { applyNetwork() }
                 commitIfNeeded()
@@ -352,6 +356,7 @@ package final class Reconciler: Sendable {
                 }
                 state.apply(.snapshot(links: links, addresses: addresses))
                 netDirty = true
+                sysctlCheck = true
                 if !haveSnapshot {
                     for iface in state.absentInterfaces {
                         logger.notice("interface \(iface.name) (zone \(iface.zone)) is not present; waiting for it")
@@ -392,7 +397,10 @@ package final class Reconciler: Sendable {
             }
             for key in state.observed.routes.keys { netApplied.insert("route \(key)") }
             // Sysctls as they are now (someone may have turned forwarding off): what differs is written again.
-            for key in NetworkPlan.desiredSysctls(config, state.observed).keys { sysctlsDone[key] = net.readSysctl(key) }
+            if sysctlCheck {
+                sysctlCheck = false
+                for key in NetworkPlan.desiredSysctls(config, state.observed).keys { sysctlsDone[key] = net.readSysctl(key) }
+            }
             let ops = NetworkPlan.compute(config: config, observed: state.observed, routesKnown: routesKnown, sysctlsDone: sysctlsDone)
             for op in ops {
                 let subject = op.subject
@@ -605,6 +613,7 @@ package final class Reconciler: Sendable {
             needAudit = false
             scheduleAudit()
             netDirty = true  // sysctls (and anything whose change sends no notification) are checked too
+            sysctlCheck = true
             guard let loaded, !needLoad else { return }  // a load is due anyway
             owner.count { $0.audits += 1 }
             let table = state.config.table
@@ -919,6 +928,8 @@ package final class Reconciler: Sendable {
                 }
                 logger.info("reload: config unchanged", metadata: ["generation": "\(generation)"])
                 syncPlugins()  // retries refused and failed plugins (a fixed file, say)
+                netDirty = true  // and puts back network settings others changed without a notification
+                sysctlCheck = true
                 publish([("event", .string("reload")), ("ok", .bool(true)), ("generation", .int(generation)), ("changed", .bool(false))])
                 return .success(.object([("generation", .int(generation)), ("changed", .bool(false))]))
             }
@@ -981,6 +992,7 @@ package final class Reconciler: Sendable {
             if !dropped.isEmpty { manualDirty = true }
             syncPlugins()
             netDirty = true
+            sysctlCheck = true
             netFailures = [:]
             logger.notice("reload: new config", metadata: [
                 "generation": "\(generation)", "zones": "\(new.zones.count)", "table_load": "\(structural)",

@@ -80,15 +80,19 @@ import Testing
         try running.finish()
     }
 
-    @Test func forwardingTurnedOffBySomeoneElse_isTurnedOnAgainAtTheNextCheck() async throws {
+    @Test func forwardingTurnedOffBySomeoneElse_isTurnedOnAgainAtTheNextReloadOrAudit() async throws {
         let net = RecordingNetwork()
         let (box, reconciler) = Self.harness(net)
         let running = Running(reconciler)
         box.bus.send(.snapshot(links: Self.links, addresses: [], overrun: false))
         #expect(await eventually { net.calls.contains("sysctl net/ipv4/conf/eth1/forwarding=1") })
         net.overrideSysctl("net/ipv4/conf/eth1/forwarding", "0")
-        // Any check (an event here; the audit or a reload otherwise) reads the value and writes it again.
+        // An address event does not read sysctls back (no file I/O on the hot path)…
         box.bus.send(.net([.addressChanged(Address(key: AddressKey(ifindex: 3, address: IPAddress("192.168.1.1")!, prefixLength: 24)))]))
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(net.calls.filter { $0 == "sysctl net/ipv4/conf/eth1/forwarding=1" }.count == 1)
+        // …a reload (even of an unchanged config) does, as the audit does: the value is written again.
+        box.bus.send(.reload)
         #expect(await eventually { net.calls.filter { $0 == "sysctl net/ipv4/conf/eth1/forwarding=1" }.count == 2 })
         box.bus.close()
         try running.finish()

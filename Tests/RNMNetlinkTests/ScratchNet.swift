@@ -16,7 +16,10 @@ final class ScratchNet: Sendable {
     /// unshare and setns are not in Swift's Glibc module (they need _GNU_SOURCE): looked up at run time.
     private typealias NamespaceCall = @convention(c) (Int32, Int32) -> Int32
     private static let cloneNewNet: Int32 = 0x4000_0000
+    // nonisolated(unsafe) is safe: both are immutable C function pointers resolved once at first use; calling
+    // them from any thread is what libc allows.
     private nonisolated(unsafe) static let setnsCall = unsafeBitCast(dlsym(nil, "setns"), to: NamespaceCall.self)
+    // nonisolated(unsafe) is safe: as above, an immutable C function pointer.
     private nonisolated(unsafe) static let unshareCall = unsafeBitCast(dlsym(nil, "unshare"), to: (@convention(c) (Int32) -> Int32).self)
 
     struct Failure: Error, CustomStringConvertible {
@@ -68,6 +71,7 @@ final class ScratchNet: Sendable {
         return Joinable(thread: try job.start())
     }
 
+    // @unchecked Sendable is safe: a pthread_t is an opaque id, copied by value; only join() uses it, once.
     struct Joinable: @unchecked Sendable {
         let thread: pthread_t
         func join() { pthread_join(thread, nil) }

@@ -7,7 +7,7 @@ import FoundationEssentials
 private struct Config: Decodable { let set: String; let addresses: [String] }
 private struct Instance { let api: UnsafePointer<rnm_host_api>, host: OpaquePointer, set: String, addrs: [rnm_addr] }
 
-// The descriptor: allocated once, never freed. The closures are plain C function pointers (no captures).
+// nonisolated(unsafe) is safe: the descriptor is written once, before the host can see it, then only read.
 private nonisolated(unsafe) let descriptor = heap(rnm_plugin_descriptor(
     struct_size: UInt32(MemoryLayout<rnm_plugin_descriptor>.size), magic: RNM_PLUGIN_MAGIC,
     abi_major: UInt32(RNM_ABI_MAJOR), abi_minor: UInt32(RNM_ABI_MINOR),
